@@ -1,0 +1,20 @@
+package deps
+import (
+ _ "github.com/spf13/cobra"
+ _ "github.com/pelletier/go-toml/v2"
+ _ "github.com/miekg/dns"
+ _ "github.com/vishvananda/netlink"
+ _ "github.com/google/nftables"
+ _ "github.com/google/go-cmp/cmp"
+ _ "golang.org/x/sys/unix"
+ _ "golang.org/x/term"
+ _ "github.com/hashicorp/yamux"
+ _ "github.com/creack/pty"
+ _ "github.com/pierrec/lz4/v4"
+ _ "github.com/schollz/progressbar/v3"
+ _ "github.com/mattn/go-isatty"
+ _ "github.com/mdlayher/vsock"
+ _ "github.com/cavaliergopher/cpio"
+ _ "github.com/klauspost/compress/zstd"
+ _ "github.com/ulikunitz/xz"
+)
