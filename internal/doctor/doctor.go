@@ -1,0 +1,270 @@
+// Package doctor checks that a host can run banger and says, for each
+// problem, the one thing to do about it.
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/banger/banger/internal/api"
+	"github.com/banger/banger/internal/client"
+	"github.com/banger/banger/internal/config"
+	"github.com/banger/banger/internal/host"
+	"github.com/banger/banger/internal/install"
+	"github.com/banger/banger/internal/paths"
+	"github.com/miekg/dns"
+)
+
+// Status is a check's verdict.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Warn Status = "warn"
+	// Fail means `vm run` cannot work until it is fixed.
+	Fail Status = "fail"
+)
+
+// Check is one line of the report.
+type Check struct {
+	Group  string `json:"group"`
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Default is one effective [vm_defaults] value and where it came from.
+type Default struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
+}
+
+// Report is everything doctor found.
+type Report struct {
+	Checks     []Check     `json:"checks"`
+	Hypervisor host.Choice `json:"hypervisor"`
+	Defaults   []Default   `json:"vm_defaults,omitempty"`
+}
+
+// Blocking reports whether any check failed.
+func (r Report) Blocking() bool {
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+// Env is what doctor looks at.
+type Env struct {
+	Layout paths.Layout
+	Home   string
+	Client *client.Client
+	// Probe lets tests replace the host probes; nil means the real ones.
+	Probe *Probes
+}
+
+// Probes are the host facts doctor asks for.
+type Probes struct {
+	KVM     func(ctx context.Context) host.KVM
+	Look    func(ctx context.Context, name, override string) host.Tool
+	Arch    func() string
+	Systemd func() bool
+}
+
+func realProbes() *Probes {
+	return &Probes{KVM: host.ProbeKVM, Look: host.Look, Arch: host.Arch, Systemd: host.SystemdIsPID1}
+}
+
+type reporter struct{ r *Report }
+
+func (p reporter) add(group, name string, s Status, detail, fix string) {
+	p.r.Checks = append(p.r.Checks, Check{Group: group, Name: name, Status: s, Detail: detail, Fix: fix})
+}
+
+// Run performs every check.
+func Run(ctx context.Context, env Env) Report {
+	pr := env.Probe
+	if pr == nil {
+		pr = realProbes()
+	}
+	var r Report
+	add := reporter{&r}.add
+
+	cfg, cfgErr := config.Load(config.LoadOptions{Files: config.Files(env.Layout, paths.User{Home: env.Home}), Home: env.Home, Host: config.DetectHost()})
+	if cfgErr != nil {
+		add("config", "config files", Fail, oneLine(cfgErr), "fix the key named above, or remove it to get the default")
+		cfg = config.Default(config.DetectHost(), env.Home)
+	} else if len(cfg.Files) == 0 {
+		add("config", "config files", Pass, "none (all defaults); optional: "+paths.User{Home: env.Home}.ConfigFile(), "")
+	} else {
+		add("config", "config files", Pass, strings.Join(cfg.Files, ", "), "")
+	}
+
+	// Host.
+	arch := pr.Arch()
+	if strings.HasPrefix(arch, "amd64") {
+		add("host", "architecture", Pass, arch, "")
+	} else {
+		add("host", "architecture", Fail, arch, "banger supports x86_64 (amd64) hosts only")
+	}
+	kvm := pr.KVM(ctx)
+	switch {
+	case kvm.Usable:
+		add("host", "/dev/kvm", Pass, "present, writable, runs a test guest", "")
+	case kvm.Present:
+		add("host", "/dev/kvm", Warn, kvm.Reason, "QEMU software emulation will be used (slow); for speed use a host with working KVM")
+	default:
+		add("host", "/dev/kvm", Warn, kvm.Reason, "QEMU software emulation will be used (slow); enable virtualization or use a host with KVM")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err == nil {
+		add("host", "/dev/net/tun", Pass, "present", "")
+	} else {
+		add("host", "/dev/net/tun", Fail, "missing", "load the tun module: modprobe tun")
+	}
+
+	// Hypervisors.
+	fc := pr.Look(ctx, "firecracker", cfg.FirecrackerBin)
+	if fc.Err == nil {
+		add("hypervisor", "firecracker", Pass, fc.Path+" "+fc.Version, "")
+	} else {
+		add("hypervisor", "firecracker", Warn, "not found", "optional: install Firecracker (>= 1.5) and set firecracker_bin, for fast VMs on KVM hosts")
+	}
+	qemu := pr.Look(ctx, "qemu-system-x86_64", cfg.QEMUBin)
+	if qemu.Err == nil {
+		add("hypervisor", "qemu", Pass, qemu.Path+" "+qemu.Version, "")
+	} else {
+		add("hypervisor", "qemu", Warn, "not found", "apt-get install qemu-system-x86")
+	}
+	choice, err := host.Choose(cfg.Hypervisor, kvm, fc, qemu)
+	if err != nil {
+		add("hypervisor", "backend", Fail, oneLine(err), api.HintOf(err))
+	} else {
+		r.Hypervisor = choice
+		s := Pass
+		if choice.Accel != "kvm" {
+			s = Warn
+		}
+		add("hypervisor", "backend", s, fmt.Sprintf("%s (%s): %s", choice.Backend, choice.Accel, choice.Reason), "")
+	}
+
+	// Tools banger runs.
+	for _, t := range []struct{ name, why, pkg string }{
+		{"mkfs.ext4", "VM disks", "e2fsprogs"},
+		{"e2fsck", "VM disks", "e2fsprogs"},
+		{"resize2fs", "VM disks", "e2fsprogs"},
+		{"debugfs", "VM disks", "e2fsprogs"},
+		{"debootstrap", "building the default image", "debootstrap"},
+		{"ssh", "vm ssh and vm run", "openssh-client"},
+		{"ssh-keygen", "the banger ssh key", "openssh-client"},
+		{"git", "workspaces", "git"},
+	} {
+		tool := pr.Look(ctx, t.name, "")
+		if tool.Err == nil {
+			add("tools", t.name, Pass, tool.Path, "")
+		} else {
+			add("tools", t.name, Fail, "not found (needed for "+t.why+")", "apt-get install "+t.pkg)
+		}
+	}
+
+	checkServices(ctx, env, pr, add)
+	checkNetwork(ctx, env, cfg, add)
+
+	if cfgErr == nil {
+		d := cfg.VMDefaults
+		src := func(s config.Source, file string) string {
+			if file != "" {
+				return string(s) + " (" + file + ")"
+			}
+			return string(s)
+		}
+		r.Defaults = []Default{
+			{"vcpu", fmt.Sprint(d.VCPU.Value), src(d.VCPU.Source, d.VCPU.File)},
+			{"memory_mib", fmt.Sprint(d.MemoryMiB.Value), src(d.MemoryMiB.Source, d.MemoryMiB.File)},
+			{"disk_size", config.FormatSize(d.DiskBytes.Value), src(d.DiskBytes.Source, d.DiskBytes.File)},
+		}
+	}
+	return r
+}
+
+func checkServices(ctx context.Context, env Env, pr *Probes, add func(string, string, Status, string, string)) {
+	m, err := install.ReadMetadata(env.Layout.InstallFile())
+	if err != nil {
+		add("services", "install", Warn, oneLine(err), `sudo banger system install --owner "$USER"`)
+	} else {
+		add("services", "install", Pass, fmt.Sprintf("%s, owner %s (uid %d)", m.Version, m.OwnerUser, m.OwnerUID), "")
+		if m.Systemd && pr.Systemd() {
+			for _, u := range []string{paths.HelperUnit, paths.DaemonUnit} {
+				if st := install.UnitState(ctx, u); st == "active" {
+					add("services", u, Pass, st, "")
+				} else {
+					add("services", u, Fail, st, "sudo banger system restart; logs: journalctl -u "+strings.TrimSuffix(u, ".service"))
+				}
+			}
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := env.Client.Status(cctx)
+	if err != nil {
+		add("services", "bangerd", Fail, oneLine(err), api.HintOf(err))
+		return
+	}
+	add("services", "bangerd", Pass, fmt.Sprintf("%s on %s (pid %d)", st.Version.Version, st.Socket, st.PID), "")
+	if st.Helper.Reachable {
+		add("services", "bangerd-root", Pass, fmt.Sprintf("%s on %s", st.Helper.Version, st.Helper.Socket), "")
+	} else {
+		add("services", "bangerd-root", Fail, st.Helper.Error, "sudo banger system restart")
+	}
+}
+
+func checkNetwork(ctx context.Context, env Env, cfg *config.Config, add func(string, string, Status, string, string)) {
+	n := cfg.Network
+	if link, err := netLink(n.Bridge); err == nil {
+		add("network", "bridge", Pass, fmt.Sprintf("%s %s", n.Bridge, link), "")
+	} else {
+		add("network", "bridge", Pass, fmt.Sprintf("%s (%s) not created yet; it is made when the first VM starts", n.Bridge, n.CIDR), "")
+	}
+	if err := host.UDPFree(n.DNSAddr.String()); err == nil {
+		add("network", "dns port", Pass, n.DNSAddr.String()+" free", "")
+	} else if daemonServesDNS(ctx, n.DNSAddr) {
+		add("network", "dns port", Pass, n.DNSAddr.String()+" (bangerd)", "")
+	} else {
+		add("network", "dns port", Warn, n.DNSAddr.String()+" is taken by another program", "set network.dns_addr to a free loopback port")
+	}
+}
+
+// netLink describes an existing interface from sysfs, without privilege.
+func netLink(name string) (string, error) {
+	b, err := os.ReadFile("/sys/class/net/" + name + "/operstate")
+	if err != nil {
+		return "", err
+	}
+	return "(" + strings.TrimSpace(string(b)) + ")", nil
+}
+
+// daemonServesDNS reports whether something answers DNS on addr: the .vm
+// server of a running bangerd.
+func daemonServesDNS(ctx context.Context, addr netip.AddrPort) bool {
+	m := new(dns.Msg)
+	m.SetQuestion("banger-doctor.vm.", dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	_, _, err := c.ExchangeContext(ctx, m, addr.String())
+	return err == nil
+}
+
+func oneLine(err error) string {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return strings.ReplaceAll(ae.Message, "\n", "; ")
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
