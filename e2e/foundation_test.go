@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/banger/banger/internal/api"
+	"github.com/banger/banger/internal/roothelper"
 )
 
 // One environment serves the read-only checks; tests that change the host
@@ -102,4 +107,58 @@ func TestFoundation(t *testing.T) {
 			t.Fatalf("completion bash:\n%s", r)
 		}
 	})
+}
+
+// The helper makes a bridge, a tap owned by the owner and NAT rules in the
+// test's namespace; --cleanup leaves nothing of them.
+func TestHelperNetworkAndCleanup(t *testing.T) {
+	e := newEnv(t)
+	e.Start()
+	ctx := t.Context()
+	hc := roothelper.NewClient(e.Layout.HelperSocket())
+
+	if _, err := hc.EnsureBridge(ctx, "banger0"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.IP("-4", "addr", "show", "banger0"); !strings.Contains(out, "172.16.0.1/24") {
+		t.Errorf("bridge address missing:\n%s", out)
+	}
+	if _, err := hc.CreateTap(ctx, "bgtape2e1"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.IP("-d", "link", "show", "bgtape2e1"); !strings.Contains(out, "master banger0") || !strings.Contains(out, "tap") {
+		t.Errorf("tap not enslaved to the bridge:\n%s", out)
+	}
+	owner := e.run(0, "cat", "/sys/class/net/bgtape2e1/owner")
+	if strings.TrimSpace(owner.Stdout) != e.Owner.Uid {
+		t.Errorf("tap owner = %q, want the owner uid %s", owner.Stdout, e.Owner.Uid)
+	}
+	if _, err := hc.AddNAT(ctx, "bgtape2e1", netip.MustParseAddr("172.16.0.5")); err != nil {
+		t.Fatal(err)
+	}
+	if nft := e.run(0, "nft", "list", "table", "ip", "banger"); !strings.Contains(nft.Stdout, "172.16.0.5") || !strings.Contains(nft.Stdout, "masquerade") {
+		t.Errorf("NAT rules missing:\n%s", nft)
+	}
+
+	// Hostile input is refused before anything happens.
+	for _, bad := range []func() error{
+		func() error { _, err := hc.EnsureBridge(ctx, "eth0"); return err },
+		func() error { _, err := hc.CreateTap(ctx, "../evil"); return err },
+		func() error { _, err := hc.AddNAT(ctx, "bgtape2e1", netip.MustParseAddr("8.8.8.8")); return err },
+	} {
+		if err := bad(); !errors.Is(err, api.ErrBadRequest) {
+			t.Errorf("hostile request: err = %v, want bad_request", err)
+		}
+	}
+
+	e.Stop()
+	if r := e.Helper("--cleanup"); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if out := e.IP("link", "show"); strings.Contains(out, "banger0") || strings.Contains(out, "bgtap") {
+		t.Errorf("cleanup left links behind:\n%s", out)
+	}
+	if nft := e.run(0, "nft", "list", "tables"); strings.Contains(nft.Stdout, "banger") {
+		t.Errorf("cleanup left the nft table:\n%s", nft)
+	}
 }

@@ -26,9 +26,9 @@ type App struct {
 	// Home is the invoking user's home (config, ssh key).
 	Home string
 
-	style     Style
-	client    *client.Client
-	warnOnce  sync.Once
+	style    Style
+	client   *client.Client
+	warnOnce sync.Once
 }
 
 // ExitError makes banger exit with Code without printing anything more
