@@ -125,8 +125,14 @@ func Run(ctx context.Context, env Env) Report {
 	default:
 		add("host", "/dev/kvm", Warn, kvm.Reason, "QEMU software emulation will be used (slow); enable virtualization or use a host with KVM")
 	}
-	if _, err := os.Stat("/dev/net/tun"); err == nil {
-		add("host", "/dev/net/tun", Pass, "present", "")
+	if fi, err := os.Stat("/dev/net/tun"); err == nil {
+		// The VMM runs as the owner and opens its tap through this device.
+		if fi.Mode().Perm()&0o006 == 0o006 {
+			add("host", "/dev/net/tun", Pass, "present, usable by unprivileged users", "")
+		} else {
+			add("host", "/dev/net/tun", Warn, fmt.Sprintf("mode %v: an unprivileged VMM cannot open taps", fi.Mode().Perm()),
+				"chmod 0666 /dev/net/tun (the mode Debian's udev rules give it)")
+		}
 	} else {
 		add("host", "/dev/net/tun", Fail, "missing", "load the tun module: modprobe tun")
 	}
