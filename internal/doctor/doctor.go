@@ -152,7 +152,11 @@ func Run(ctx context.Context, env Env) Report {
 	}
 	choice, err := host.Choose(cfg.Hypervisor, kvm, fc, qemu)
 	if err != nil {
-		add("hypervisor", "backend", Fail, oneLine(err), api.HintOf(err))
+		fix := api.HintOf(err)
+		if fix == "" {
+			fix = "apt-get install qemu-system-x86 (or install Firecracker on a host with KVM)"
+		}
+		add("hypervisor", "backend", Fail, oneLine(err), fix)
 	} else {
 		r.Hypervisor = choice
 		s := Pass
