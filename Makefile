@@ -5,7 +5,7 @@ PKG     := github.com/banger/banger/internal/buildinfo
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE)
+LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE) -X main.version=$(VERSION)
 CMDS    := banger bangerd bangerd-root banger-agent
 # The whole suite: unit tests and the end-to-end tests (which need root and
 # skip without it, or fail under BANGER_E2E=1).
