@@ -12,7 +12,7 @@ echo "==> installing host packages"
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   make git qemu-system-x86 e2fsprogs debootstrap debian-archive-keyring \
-  iproute2 nftables openssh-client ca-certificates util-linux >/dev/null
+  iproute2 nftables openssh-client ca-certificates util-linux gpgv wget npm >/dev/null
 
 export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null; then
