@@ -156,7 +156,10 @@ func (e *Env) Start() {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e.NS, filepath.Join(binDir, "banger"), "system", "run", "--owner", ownerName, "--bin-dir", binDir)
+	// The helper stays in the host namespace (the first image build
+	// downloads Debian packages) and makes the network in e.NS, where
+	// bangerd and its VMs run.
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "banger"), "system", "run", "--owner", ownerName, "--bin-dir", binDir, "--netns", e.NS)
 	cmd.Env = e.env()
 	cmd.Stdout, cmd.Stderr = e.Log, e.Log
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

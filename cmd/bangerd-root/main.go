@@ -31,6 +31,7 @@ func run() int {
 	ownerGID := fs.Int("owner-gid", -1, "gid of the owner (default: from install.toml or the passwd entry)")
 	cleanup := fs.Bool("cleanup", false, "remove every bridge, tap and NAT rule banger made, then exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	netns := fs.String("netns", "", "make bridges, taps and NAT rules in this network namespace (a file such as /run/netns/NAME) instead of the helper's own; for isolated runs such as the end-to-end tests")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -81,7 +82,7 @@ func run() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	rc := roothelper.Config{
 		OwnerUID: *ownerUID, OwnerGID: *ownerGID, Layout: layout,
-		Bridge: cfg.Network.Bridge, CIDR: cfg.Network.CIDR, Log: log,
+		Bridge: cfg.Network.Bridge, CIDR: cfg.Network.CIDR, Log: log, NetNS: *netns,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -91,6 +92,9 @@ func run() int {
 			return 1
 		}
 		return 0
+	}
+	if err := roothelper.OpenTunDevice(); err != nil {
+		log.Warn("unprivileged VMMs may not be able to open their taps", "err", err)
 	}
 	srv, err := roothelper.New(rc)
 	if err != nil {

@@ -125,5 +125,7 @@ Start with: banger doctor`,
 		a.doctorCmd(),
 		a.systemCmd(),
 	)
+	a.addArtefactCmds(root)
+	a.addVMCmds(root)
 	return root
 }

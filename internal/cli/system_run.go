@@ -10,7 +10,7 @@ import (
 )
 
 func (a *App) systemRunCmd() *cobra.Command {
-	var owner, binDir string
+	var owner, binDir, netns string
 	var allowRoot bool
 	cmd := &cobra.Command{
 		Use:   "run [--owner USER]",
@@ -35,13 +35,14 @@ directory, which is how the end-to-end tests run isolated daemons.`,
 				binDir = filepath.Dir(exe)
 			}
 			return install.RunDirect(cmd.Context(), install.DirectOptions{
-				Owner: o, Layout: a.Layout, BinDir: binDir, Log: a.Err,
+				Owner: o, Layout: a.Layout, BinDir: binDir, Log: a.Err, NetNS: netns,
 				Ready: func() { fmt.Fprintf(a.Err, "banger: both daemons are ready (socket %s)\n", a.Layout.DaemonSocket()) },
 			})
 		},
 	}
 	cmd.Flags().StringVar(&owner, "owner", "", "user bangerd runs as (default: the installed owner, else $SUDO_USER)")
 	cmd.Flags().BoolVar(&allowRoot, "allow-root", false, "allow root as the owner (root-only containers); bangerd then runs as root")
+	cmd.Flags().StringVar(&netns, "netns", "", "keep the VMs' network in this namespace (from ip netns add): bangerd runs in it, bangerd-root makes bridges, taps and NAT there")
 	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory holding bangerd and bangerd-root (default: beside this banger)")
 	return cmd
 }

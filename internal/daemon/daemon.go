@@ -10,12 +10,16 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/banger/banger/internal/api"
 	"github.com/banger/banger/internal/buildinfo"
 	"github.com/banger/banger/internal/config"
+	"github.com/banger/banger/internal/host"
 	"github.com/banger/banger/internal/paths"
+	"github.com/banger/banger/internal/roothelper"
+	"github.com/banger/banger/internal/sandbox"
 	"github.com/banger/banger/internal/state"
 	"github.com/banger/banger/internal/wire"
 )
@@ -35,6 +39,9 @@ type Daemon struct {
 	store   *state.Store
 	helper  *wire.Client
 	started time.Time
+	vms     *sandbox.Manager
+	choice  host.Choice
+	art     artefactServices
 }
 
 // New opens the state and prepares the daemon; Run serves it.
@@ -50,7 +57,7 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{
+	d := &Daemon{
 		layout: o.Layout,
 		cfg:    o.Config,
 		log:    o.Log,
@@ -62,12 +69,30 @@ func New(o Options) (*Daemon, error) {
 			Version:  buildinfo.Get(),
 		},
 		started: time.Now(),
-	}, nil
+	}
+	backend, choice, err := chooseBackend(context.Background(), o.Config, d)
+	if err != nil {
+		d.log.Warn("no hypervisor: VMs cannot start", "err", err)
+		backend = unavailableBackend{err: err}
+	} else {
+		d.log.Info("hypervisor", "backend", choice.Backend, "accel", choice.Accel, "why", choice.Reason)
+	}
+	d.choice = choice
+	d.vms = sandbox.New(sandbox.Config{
+		Layout: o.Layout, Config: o.Config, Store: st,
+		Images: vmImages{d}, Kernels: vmKernels{d},
+		Net:     hostNet{c: roothelper.NewClient(o.Layout.HelperSocket()), bridge: o.Config.Network.Bridge},
+		Backend: backend, Accel: choice.Accel, Log: o.Log,
+	})
+	return d, nil
 }
 
 // Run serves the CLI socket until ctx is cancelled, then shuts down
 // gracefully. VMs keep running; a restarted daemon adopts them.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.vms.Reconcile(ctx); err != nil {
+		d.log.Warn("reconcile VMs", "err", err)
+	}
 	ln, err := wire.Listen(d.layout.DaemonSocket(), 0o600, -1, -1)
 	if err != nil {
 		return err
@@ -102,6 +127,9 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("GET /v1/version", handler(d.version))
 	mux.Handle("GET /v1/status", handler(d.status))
 	mux.Handle("GET /v1/names/{kind}", handler(d.names))
+	d.kernelRoutes(mux)
+	d.imageRoutes(mux)
+	d.vmRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, api.Errorf(api.CodeUnknownMethod, "no route %s %s", r.Method, r.URL.Path), wire.OpID(r.Context()))
 	})
@@ -142,18 +170,16 @@ type rawJSON []byte
 func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); return nil }
 
 func (d *Daemon) names(r *http.Request) (api.Names, error) {
-	var kind state.Kind
-	switch r.PathValue("kind") {
+	var names []string
+	var err error
+	switch kind := r.PathValue("kind"); kind {
 	case "vm", "vms":
-		kind = state.KindVM
-	case "image", "images":
-		kind = state.KindImage
-	case "kernel", "kernels":
-		kind = state.KindKernel
+		names, err = d.vms.Names()
+	case "image", "images", "kernel", "kernels":
+		names, err = d.artefactNames(r.Context(), strings.TrimSuffix(kind, "s"))
 	default:
-		return api.Names{}, api.Errorf(api.CodeBadRequest, "unknown kind %q (want vm, image or kernel)", r.PathValue("kind"))
+		return api.Names{}, api.Errorf(api.CodeBadRequest, "unknown kind %q (want vm, image or kernel)", kind)
 	}
-	names, err := d.store.List(kind)
 	if names == nil {
 		names = []string{}
 	}

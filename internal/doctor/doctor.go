@@ -131,7 +131,7 @@ func Run(ctx context.Context, env Env) Report {
 			add("host", "/dev/net/tun", Pass, "present, usable by unprivileged users", "")
 		} else {
 			add("host", "/dev/net/tun", Warn, fmt.Sprintf("mode %v: an unprivileged VMM cannot open taps", fi.Mode().Perm()),
-				"chmod 0666 /dev/net/tun (the mode Debian's udev rules give it)")
+				"start bangerd-root, which sets the mode Debian gives it (0666), or: chmod 0666 /dev/net/tun")
 		}
 	} else {
 		add("host", "/dev/net/tun", Fail, "missing", "load the tun module: modprobe tun")

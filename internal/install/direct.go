@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/banger/banger/internal/paths"
 	"github.com/banger/banger/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // DirectOptions run both daemons without systemd: for containers, CI and the
@@ -33,6 +35,12 @@ type DirectOptions struct {
 	ExtraEnv []string
 	// Ready is called once both sockets answer.
 	Ready func()
+	// NetNS, when set, names a network namespace (ip netns add NAME) that
+	// holds the VMs' network: bangerd runs inside it (so its VMMs and DNS
+	// do), and bangerd-root makes the bridge, taps and NAT rules there while
+	// itself staying in the host's namespace (image builds download from
+	// Debian's archive). The end-to-end tests run this way.
+	NetNS string
 }
 
 // RunDirect starts bangerd-root as root and bangerd as the owner, waits for
@@ -61,7 +69,11 @@ func RunDirect(ctx context.Context, o DirectOptions) error {
 	env := append(os.Environ(), l.Env()...)
 	env = append(env, o.ExtraEnv...)
 
-	helper := exec.Command(filepath.Join(o.BinDir, paths.HelperBinary), "--owner-uid", strconv.Itoa(o.Owner.UID), "--owner-gid", strconv.Itoa(o.Owner.GID))
+	helperArgs := []string{"--owner-uid", strconv.Itoa(o.Owner.UID), "--owner-gid", strconv.Itoa(o.Owner.GID)}
+	if o.NetNS != "" {
+		helperArgs = append(helperArgs, "--netns", netnsPath(o.NetNS))
+	}
+	helper := exec.Command(filepath.Join(o.BinDir, paths.HelperBinary), helperArgs...)
 	helper.Env = env
 	daemonArgs := []string{}
 	if o.Owner.UID == 0 {
@@ -79,10 +91,10 @@ func RunDirect(ctx context.Context, o DirectOptions) error {
 
 	var wg sync.WaitGroup
 	exited := make(chan error, 2)
-	start := func(name string, c *exec.Cmd) error {
+	start := func(name string, c *exec.Cmd, netns string) error {
 		pr, pw := io.Pipe()
 		c.Stdout, c.Stderr = pw, pw
-		if err := c.Start(); err != nil {
+		if err := startIn(netns, c); err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
 		}
 		wg.Add(1)
@@ -109,14 +121,14 @@ func RunDirect(ctx context.Context, o DirectOptions) error {
 			c.Process.Signal(syscall.SIGTERM)
 		}
 	}
-	if err := start(paths.HelperBinary, helper); err != nil {
+	if err := start(paths.HelperBinary, helper, ""); err != nil {
 		return err
 	}
 	if err := waitSocket(ctx, l.HelperSocket(), exited); err != nil {
 		stop(helper)
 		return err
 	}
-	if err := start(paths.DaemonBinary, daemon); err != nil {
+	if err := start(paths.DaemonBinary, daemon, o.NetNS); err != nil {
 		stop(helper)
 		return err
 	}
@@ -190,4 +202,39 @@ func waitSocket(ctx context.Context, path string, exited <-chan error) error {
 			return fmt.Errorf("nothing answers on %s after 20s", path)
 		}
 	}
+}
+
+// netnsPath is where `ip netns add NAME` keeps a namespace.
+func netnsPath(name string) string { return filepath.Join("/run/netns", name) }
+
+// startIn starts c inside the named network namespace (or the current one
+// when netns is empty). A forked child inherits the namespace of the
+// thread that forks it, so the thread switches, forks, and switches back.
+func startIn(netns string, c *exec.Cmd) error {
+	if netns == "" {
+		return c.Start()
+	}
+	target, err := os.Open(netnsPath(netns))
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %w (create it with: ip netns add %s)", netns, err, netns)
+	}
+	defer target.Close()
+	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	runtime.LockOSThread()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace %q: %w", netns, err)
+	}
+	startErr := c.Start()
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: it is in the wrong namespace and must
+		// die with its goroutine rather than run other code.
+		return errors.Join(startErr, fmt.Errorf("return to own network namespace: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return startErr
 }

@@ -85,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+RouteNATRemove, route(s, "nat.remove", func(ctx context.Context, r NATRequest) (Empty, error) {
 		return Empty{}, s.RemoveNAT(ctx, r)
 	}))
+	mux.Handle("POST "+RouteImageBuild, s.imageBuildHandler())
 	mux.Handle("GET "+RouteStatus, route(s, "status", func(ctx context.Context, _ statusRequest) (Status, error) {
 		return s.Status(ctx)
 	}))

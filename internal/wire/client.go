@@ -80,17 +80,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, &api.Error{Code: api.CodeUnavailable,
-				Message: fmt.Sprintf("%s is not running (no answer on %s)", c.Name, c.Socket),
-				Hint:    c.DownHint}
-		}
-		if errors.Is(err, syscall.EACCES) {
-			return nil, &api.Error{Code: api.CodeUnauthorized,
-				Message: fmt.Sprintf("permission denied on %s", c.Socket),
-				Hint:    "run banger as the user the daemons were installed for (see banger system status)"}
-		}
-		return nil, fmt.Errorf("call %s: %w", c.Name, err)
+		return nil, c.DialError(err)
 	}
 	if v := resp.Header.Get(api.HeaderVersion); v != "" {
 		n, _ := strconv.Atoi(resp.Header.Get(api.HeaderAPIVersion))
@@ -191,4 +181,45 @@ func readStream(r io.Reader, onEvent func(api.Event), out any) error {
 		return fmt.Errorf("event stream: %w", err)
 	}
 	return errors.New("the server closed the event stream before the operation finished (see its log)")
+}
+
+// Raw performs a request and returns the body of a successful answer as a
+// stream (for logs); errors are decoded as usual.
+func (c *Client) Raw(ctx context.Context, method, path string) (io.ReadCloser, error) {
+	req, err := c.newRequest(ctx, method, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp.Body, nil
+}
+
+// SetHeaders adds the version handshake headers to a request built by hand
+// (upgraded connections).
+func (c *Client) SetHeaders(req *http.Request) {
+	req.Header.Set(api.HeaderVersion, c.Version.Version)
+	req.Header.Set(api.HeaderAPIVersion, strconv.Itoa(c.Version.APIVersion))
+}
+
+// DecodeError turns an error response into an *api.Error.
+func (c *Client) DecodeError(resp *http.Response) error { return decodeError(resp) }
+
+// DialError explains a failed dial of the server's socket.
+func (c *Client) DialError(err error) error {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return &api.Error{Code: api.CodeUnavailable,
+			Message: fmt.Sprintf("%s is not running (no answer on %s)", c.Name, c.Socket), Hint: c.DownHint}
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return &api.Error{Code: api.CodeUnauthorized, Message: fmt.Sprintf("permission denied on %s", c.Socket),
+			Hint: "run banger as the user the daemons were installed for (see banger system status)"}
+	}
+	return fmt.Errorf("call %s: %w", c.Name, err)
 }

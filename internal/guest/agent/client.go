@@ -101,6 +101,11 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Dial opens a fresh connection to the agent: a vsock connection, or a new
+// stream of the serial session. The daemon splices these to the CLI, which
+// then speaks the agent's protocol itself.
+func (c *Client) Dial(ctx context.Context) (net.Conn, error) { return c.conn(ctx) }
+
 func (c *Client) conn(ctx context.Context) (net.Conn, error) {
 	if c.dial == nil {
 		return nil, errors.New("agent client has no dial function")

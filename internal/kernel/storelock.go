@@ -1,0 +1,41 @@
+package kernel
+
+import (
+	"context"
+	"sync"
+)
+
+// nameLocks is a set of per-name locks whose waits end when the caller's
+// context does. The zero value is ready to use.
+type nameLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when released
+}
+
+// lock takes the lock of name, waiting while another holder has it.
+func (l *nameLocks) lock(ctx context.Context, name string) (unlock func(), err error) {
+	for {
+		l.mu.Lock()
+		if l.held == nil {
+			l.held = map[string]chan struct{}{}
+		}
+		ch, busy := l.held[name]
+		if !busy {
+			ch = make(chan struct{})
+			l.held[name] = ch
+			l.mu.Unlock()
+			return func() {
+				l.mu.Lock()
+				delete(l.held, name)
+				l.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
