@@ -58,7 +58,7 @@ func run() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(daemon.Options{Layout: layout, Config: cfg, Log: log})
+	d, err := daemon.New(daemon.Options{Layout: layout, Home: home, Config: cfg, Log: log})
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1

@@ -12,10 +12,13 @@ type Event struct {
 	Message string `json:"message,omitempty"`
 	// Current and Total measure progress within the stage when known
 	// (bytes, files); Total 0 means unknown.
-	Current int64           `json:"current,omitempty"`
-	Total   int64           `json:"total,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *Error          `json:"error_body,omitempty"`
+	Current int64 `json:"current,omitempty"`
+	Total   int64 `json:"total,omitempty"`
+	// VM names the VM the operation is about, once it is known (a create
+	// without --name learns its generated name this way).
+	VM     string          `json:"vm,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error_body,omitempty"`
 }
 
 // EventType is the kind of an Event.

@@ -124,6 +124,7 @@ Start with: banger doctor`,
 		a.completionCmd(),
 		a.doctorCmd(),
 		a.systemCmd(),
+		a.sshConfigCmd(),
 	)
 	a.addArtefactCmds(root)
 	a.addVMCmds(root)

@@ -22,7 +22,9 @@ is the image, shared read-only, under a writable layer of its own; /root is a
 work disk of its own. Names are DNS labels (a-z, 0-9, '-').`,
 	}
 	vm.AddCommand(a.vmCreateCmd(), a.vmStartCmd(), a.vmStopCmd(), a.vmRestartCmd(), a.vmKillCmd(),
-		a.vmDeleteCmd(), a.vmListCmd(), a.vmShowCmd(), a.vmLogsCmd(), a.vmExecCmd())
+		a.vmDeleteCmd(), a.vmListCmd(), a.vmShowCmd(), a.vmLogsCmd(), a.vmExecCmd(),
+		a.vmSetCmd(), a.vmPortsCmd(), a.vmStatsCmd(), a.vmPruneCmd(), a.vmRunCmd(),
+		a.vmSSHCmd(), a.vmProxyCmd())
 	ps := a.vmListCmd()
 	ps.Use, ps.Short, ps.Hidden = "ps", "List VMs (same as vm list)", false
 	root.AddCommand(vm, ps)

@@ -128,3 +128,31 @@ func (b *bufConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// SetVM changes a VM.
+func (c *Client) SetVM(ctx context.Context, name string, req api.SetVM) (api.VM, error) {
+	var v api.VM
+	err := c.w.Call(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(name)+"/set", req, &v)
+	return v, err
+}
+
+// VMPorts lists what listens in a running guest.
+func (c *Client) VMPorts(ctx context.Context, name string) ([]api.Port, error) {
+	var p []api.Port
+	err := c.w.Call(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(name)+"/ports", nil, &p)
+	return p, err
+}
+
+// VMStats reports a VM's resource use.
+func (c *Client) VMStats(ctx context.Context, name string) (api.VMStats, error) {
+	var s api.VMStats
+	err := c.w.Call(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(name)+"/stats", nil, &s)
+	return s, err
+}
+
+// PruneVMs deletes every VM that is not running.
+func (c *Client) PruneVMs(ctx context.Context) ([]string, error) {
+	var n api.Names
+	err := c.w.Call(ctx, http.MethodPost, "/v1/vms/prune", nil, &n)
+	return n.Names, err
+}

@@ -31,7 +31,7 @@ type Config struct {
 	LogLevel       string
 	DefaultImage   string
 	DefaultKernel  string
-	SSHKeyPath     string // always absolute
+	SSHKeyPath     string // absolute, or "" for banger's own key
 	Hypervisor     string
 	FirecrackerBin string // absolute, or "" for a PATH lookup
 	JailerBin      string // absolute, or "" for a PATH lookup
@@ -85,7 +85,6 @@ func Default(host HostFacts, home string) *Config {
 		LogLevel:      "info",
 		DefaultImage:  "debian-bookworm",
 		DefaultKernel: "debian-cloud",
-		SSHKeyPath:    paths.User{Home: home}.SSHKey(),
 		Hypervisor:    HypervisorAuto,
 		BootTimeout:   180 * time.Second,
 		Network: Network{

@@ -61,7 +61,6 @@ func TestDefaults(t *testing.T) {
 		LogLevel:      "info",
 		DefaultImage:  "debian-bookworm",
 		DefaultKernel: "debian-cloud",
-		SSHKeyPath:    "/home/u/.local/state/banger/ssh/id_ed25519",
 		Hypervisor:    "auto",
 		BootTimeout:   180 * time.Second,
 		Network: Network{
@@ -550,7 +549,7 @@ func TestPathExpansion(t *testing.T) {
 	}{
 		{"ssh key under home", `ssh_key_path = "~/.ssh/id_ed25519"`, func(c *Config) string { return c.SSHKeyPath }, "/home/u/.ssh/id_ed25519"},
 		{"ssh key absolute, cleaned", `ssh_key_path = "/srv//keys/./id"`, func(c *Config) string { return c.SSHKeyPath }, "/srv/keys/id"},
-		{"ssh key empty is banger's", `ssh_key_path = ""`, func(c *Config) string { return c.SSHKeyPath }, "/home/u/.local/state/banger/ssh/id_ed25519"},
+		{"ssh key empty is banger's", `ssh_key_path = ""`, func(c *Config) string { return c.SSHKeyPath }, ""},
 		{"firecracker under home", `firecracker_bin = "~/bin/firecracker"`, func(c *Config) string { return c.FirecrackerBin }, "/home/u/bin/firecracker"},
 		{"qemu under home", `qemu_bin = "~/qemu/bin/qemu-system-x86_64"`, func(c *Config) string { return c.QEMUBin }, "/home/u/qemu/bin/qemu-system-x86_64"},
 		{"file_sync host kept raw", "[[file_sync]]\nhost = \"~/.config/../.npmrc\"\nguest = \"/root/.npmrc\"",

@@ -18,8 +18,10 @@ import (
 	"github.com/banger/banger/internal/config"
 	"github.com/banger/banger/internal/host"
 	"github.com/banger/banger/internal/paths"
+	"github.com/banger/banger/internal/portfwd"
 	"github.com/banger/banger/internal/roothelper"
 	"github.com/banger/banger/internal/sandbox"
+	"github.com/banger/banger/internal/sshkeys"
 	"github.com/banger/banger/internal/state"
 	"github.com/banger/banger/internal/wire"
 )
@@ -27,6 +29,8 @@ import (
 // Options wire one daemon.
 type Options struct {
 	Layout paths.Layout
+	// Home is the owner's home: ~/ in file_sync entries expands against it.
+	Home   string
 	Config *config.Config
 	Log    *slog.Logger
 }
@@ -42,6 +46,7 @@ type Daemon struct {
 	vms     *sandbox.Manager
 	choice  host.Choice
 	art     artefactServices
+	ssh     *sshkeys.Store
 }
 
 // New opens the state and prepares the daemon; Run serves it.
@@ -78,11 +83,19 @@ func New(o Options) (*Daemon, error) {
 		d.log.Info("hypervisor", "backend", choice.Backend, "accel", choice.Accel, "why", choice.Reason)
 	}
 	d.choice = choice
+	keyPath := ""
+	if _, set := o.Config.Origins["ssh_key_path"]; set {
+		keyPath = o.Config.SSHKeyPath
+	}
+	d.ssh = sshkeys.NewStore(sshkeys.StoreConfig{Dir: o.Layout.SSHDir(), KeyPath: keyPath})
 	d.vms = sandbox.New(sandbox.Config{
 		Layout: o.Layout, Config: o.Config, Store: st,
 		Images: vmImages{d}, Kernels: vmKernels{d},
-		Net:     hostNet{c: roothelper.NewClient(o.Layout.HelperSocket()), bridge: o.Config.Network.Bridge},
+		Net:     &hostNet{c: roothelper.NewClient(o.Layout.HelperSocket()), bridge: o.Config.Network.Bridge, bridgeUp: d.syncResolver},
 		Backend: backend, Accel: choice.Accel, Log: o.Log,
+		Forwards: forwards{portfwd.NewManager(portfwd.Config{Log: o.Log.With("component", "portfwd")})},
+		FileSync: fileSync{home: o.Home, entries: o.Config.FileSync},
+		Guest:    d.ssh,
 	})
 	return d, nil
 }
@@ -93,6 +106,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.vms.Reconcile(ctx); err != nil {
 		d.log.Warn("reconcile VMs", "err", err)
 	}
+	stopDNS, err := d.startDNS(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopDNS()
 	ln, err := wire.Listen(d.layout.DaemonSocket(), 0o600, -1, -1)
 	if err != nil {
 		return err
@@ -130,6 +148,7 @@ func (d *Daemon) routes() http.Handler {
 	d.kernelRoutes(mux)
 	d.imageRoutes(mux)
 	d.vmRoutes(mux)
+	d.sshRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, api.Errorf(api.CodeUnknownMethod, "no route %s %s", r.Method, r.URL.Path), wire.OpID(r.Context()))
 	})

@@ -37,6 +37,22 @@ func (d *Daemon) vmRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/vms/{name}", handler(func(r *http.Request) (struct{}, error) {
 		return struct{}{}, d.vms.Delete(r.Context(), r.PathValue("name"))
 	}))
+	mux.Handle("POST /v1/vms/{name}/set", handler(func(r *http.Request) (api.VM, error) {
+		var req api.SetVM
+		if err := wire.DecodeJSON(r, &req); err != nil {
+			return api.VM{}, err
+		}
+		return d.vms.Set(r.Context(), r.PathValue("name"), req)
+	}))
+	mux.Handle("GET /v1/vms/{name}/ports", handler(func(r *http.Request) ([]api.Port, error) { return d.vms.Ports(r.Context(), r.PathValue("name")) }))
+	mux.Handle("GET /v1/vms/{name}/stats", handler(func(r *http.Request) (api.VMStats, error) { return d.vms.Stats(r.Context(), r.PathValue("name")) }))
+	mux.Handle("POST /v1/vms/prune", handler(func(r *http.Request) (api.Names, error) {
+		names, err := d.vms.Prune(r.Context())
+		if names == nil {
+			names = []string{}
+		}
+		return api.Names{Names: names}, err
+	}))
 	mux.HandleFunc("GET /v1/vms/{name}/logs", d.vmLogs)
 	mux.HandleFunc("POST /v1/vms/{name}/agent", d.vmAgent)
 }

@@ -2,11 +2,18 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"syscall"
 
 	"github.com/banger/banger/internal/api"
 	"github.com/banger/banger/internal/config"
+	"github.com/banger/banger/internal/filesync"
 	"github.com/banger/banger/internal/host"
+	"github.com/banger/banger/internal/portfwd"
 	"github.com/banger/banger/internal/roothelper"
 	"github.com/banger/banger/internal/sandbox"
 	"github.com/banger/banger/internal/vmm"
@@ -47,19 +54,37 @@ func (u unavailableBackend) Adopt(vmm.Record) (*vmm.Machine, error) {
 type hostNet struct {
 	c      *roothelper.Client
 	bridge string
+	// bridgeUp runs once, after the bridge first exists in this daemon's
+	// life (host DNS routing needs the link).
+	bridgeUp func(ctx context.Context)
+	once     sync.Once
 }
 
-func (h hostNet) EnsureBridge(ctx context.Context) error {
-	_, err := h.c.EnsureBridge(ctx, h.bridge)
-	return err
+func (h *hostNet) EnsureBridge(ctx context.Context) error {
+	if _, err := h.c.EnsureBridge(ctx, h.bridge); err != nil {
+		return err
+	}
+	if h.bridgeUp != nil {
+		h.once.Do(func() { h.bridgeUp(ctx) })
+	}
+	return nil
 }
 
-func (h hostNet) CreateTap(ctx context.Context, name string) error {
+func (h *hostNet) CreateTap(ctx context.Context, name string) error {
 	_, err := h.c.CreateTap(ctx, name)
 	return err
 }
 
-func (h hostNet) DeleteTap(ctx context.Context, name string) error { return h.c.DeleteTap(ctx, name) }
+func (h *hostNet) DeleteTap(ctx context.Context, name string) error { return h.c.DeleteTap(ctx, name) }
+
+func (h *hostNet) AddNAT(ctx context.Context, tap string, ip netip.Addr) error {
+	_, err := h.c.AddNAT(ctx, tap, ip)
+	return err
+}
+
+func (h *hostNet) RemoveNAT(ctx context.Context, tap string, ip netip.Addr) error {
+	return h.c.RemoveNAT(ctx, tap, ip)
+}
 
 // vmImages adapts the image store to the sandbox.
 type vmImages struct{ d *Daemon }
@@ -97,4 +122,40 @@ func (v vmKernels) BootFiles(ctx context.Context, name, backend string) (string,
 		path = k.VmlinuxPath()
 	}
 	return path, initrd, nil
+}
+
+// forwards adapts the port-forward manager to the sandbox.
+type forwards struct{ m *portfwd.Manager }
+
+func (f forwards) Open(ctx context.Context, vm string, target func() (netip.Addr, bool), specs []string) error {
+	parsed := make([]portfwd.Spec, 0, len(specs))
+	for _, s := range specs {
+		p, err := portfwd.ParseSpec(s)
+		if err != nil {
+			return api.Errorf(api.CodeBadRequest, "%v", err)
+		}
+		parsed = append(parsed, p)
+	}
+	_, err := f.m.Open(ctx, vm, target, parsed)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return api.WithHint(api.Errorf(api.CodeConflict, "%v", err), "pick another host port with -p")
+	}
+	return err
+}
+
+func (f forwards) Close(vm string) { f.m.Close(vm) }
+
+// fileSync adapts the [[file_sync]] config to the sandbox.
+type fileSync struct {
+	home    string
+	entries []config.FileSync
+}
+
+func (f fileSync) Check() error {
+	return filesync.Check(filesync.Options{Home: f.home, Entries: f.entries})
+}
+
+func (f fileSync) Build(ctx context.Context, w io.Writer, warn func(string)) error {
+	_, err := filesync.Build(ctx, filesync.Options{Home: f.home, Entries: f.entries, Warn: warn}, w)
+	return err
 }

@@ -8,9 +8,10 @@ import (
 	"github.com/banger/banger/internal/api"
 )
 
-// Cleanup removes everything the helper makes: every link named like a
-// banger tap, the configured bridge and any other bridge named like a
-// banger bridge, the "ip banger" nftables table, and it restores
+// Cleanup removes everything the helper makes: the configured bridge's
+// systemd-resolved routing, every link named like a banger tap, the
+// configured bridge and any other bridge named like a banger bridge, the
+// "ip banger" nftables table (NAT and the DNS redirect), and it restores
 // ip_forward if the helper recorded its original value. It keeps going
 // past failures and reports them all; running it again is harmless.
 // cfg.Bridge may be empty (then only the naming rules apply).
@@ -26,7 +27,8 @@ func Cleanup(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer ns.close()
-	errs := []error{deleteNATTable(ns)}
+	// resolved's settings go before the bridge (revert needs the link).
+	errs := []error{clearResolverRouting(ctx, cfg), deleteNATTable(ns)}
 	errs = append(errs, deleteLinks(ns, cfg)...)
 	errs = append(errs, restoreForwarding(ns, cfg.Layout))
 	err = errors.Join(errs...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ import (
 const envChild = "BANGER_ROOTHELPER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "resolvectl" {
+		fakeResolvectl()
+	}
 	switch os.Getenv(envChild) {
 	case "":
 		os.Exit(m.Run())

@@ -85,6 +85,16 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+RouteNATRemove, route(s, "nat.remove", func(ctx context.Context, r NATRequest) (Empty, error) {
 		return Empty{}, s.RemoveNAT(ctx, r)
 	}))
+	mux.Handle("POST "+RouteDNSRedirect, route(s, "dns.redirect", s.RedirectDNS))
+	mux.Handle("POST "+RouteDNSUnredirect, route(s, "dns.unredirect", func(ctx context.Context, _ dnsUnredirectRequest) (Empty, error) {
+		return Empty{}, s.UnredirectDNS(ctx)
+	}))
+	mux.Handle("POST "+RouteResolverSync, route(s, "resolver.sync", s.SyncResolver))
+	mux.Handle("POST "+RouteResolverClear, route(s, "resolver.clear", s.ClearResolver))
+	mux.Handle("POST "+RouteJailerLaunch, route(s, "jailer.launch", s.LaunchJailer))
+	mux.Handle("POST "+RouteJailerCleanup, route(s, "jailer.cleanup", func(ctx context.Context, r JailerCleanupRequest) (Empty, error) {
+		return Empty{}, s.CleanupJail(ctx, r.ID)
+	}))
 	mux.Handle("POST "+RouteImageBuild, s.imageBuildHandler())
 	mux.Handle("GET "+RouteStatus, route(s, "status", func(ctx context.Context, _ statusRequest) (Status, error) {
 		return s.Status(ctx)

@@ -32,10 +32,12 @@ func (b benchImages) Resolve(_ context.Context, name string, _ func(api.Event)) 
 
 type noNet struct{}
 
-func (noNet) EnsureBridge(context.Context) error      { return nil }
-func (noNet) CreateTap(context.Context, string) error { return nil }
-func (noNet) DeleteTap(context.Context, string) error { return nil }
-func (noNet) Name() string                            { return "none" }
+func (noNet) EnsureBridge(context.Context) error                  { return nil }
+func (noNet) CreateTap(context.Context, string) error             { return nil }
+func (noNet) DeleteTap(context.Context, string) error             { return nil }
+func (noNet) AddNAT(context.Context, string, netip.Addr) error    { return nil }
+func (noNet) RemoveNAT(context.Context, string, netip.Addr) error { return nil }
+func (noNet) Name() string                                        { return "none" }
 func (noNet) Start(context.Context, vmm.Spec) (*vmm.Machine, error) {
 	return nil, fmt.Errorf("no boot in benchmarks")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/banger/banger/internal/api"
 	"github.com/banger/banger/internal/config"
 	"github.com/banger/banger/internal/guest/boot"
+	"github.com/banger/banger/internal/portfwd"
 	"github.com/banger/banger/internal/state"
 	"github.com/banger/banger/internal/vmm"
 )
@@ -60,6 +61,14 @@ func (m *Manager) resolveSpec(req api.CreateVM) (api.CreateVM, error) {
 	if v := *req.DiskBytes; v < config.MinDiskBytes || v > config.MaxDiskBytes {
 		errs = append(errs, fmt.Errorf("--disk-size %s: must be between %s and %s", config.FormatSize(v), config.FormatSize(config.MinDiskBytes), config.FormatSize(config.MaxDiskBytes)))
 	}
+	for i, f := range req.Forwards {
+		spec, err := portfwd.ParseSpec(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		req.Forwards[i] = spec.String()
+	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
@@ -84,6 +93,11 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVM, progress Progres
 			return api.VM{}, api.WithHint(api.Errorf(api.CodeAlreadyExists, "a VM named %q already exists", req.Name), "pick another --name, or delete it: banger vm delete "+req.Name)
 		}
 	}
+	if m.cfg.FileSync != nil {
+		if err := m.cfg.FileSync.Check(); err != nil {
+			return api.VM{}, api.WithHint(api.Errorf(api.CodeBadRequest, "%v", err), "fix or remove that [[file_sync]] entry in your config")
+		}
+	}
 	img, err := m.cfg.Images.Resolve(ctx, req.Image, progress)
 	if err != nil {
 		return api.VM{}, err
@@ -98,7 +112,9 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVM, progress Progres
 		return api.VM{}, err
 	}
 	defer unlock()
-	progress.stage("disks", fmt.Sprintf("creating disks for %s", r.Name))
+	if progress != nil {
+		progress(api.Event{Type: api.EventProgress, Stage: "disks", Message: "creating disks for " + r.Name, VM: r.Name})
+	}
 	if err := m.makeDisks(ctx, r, img); err != nil {
 		err = errors.Join(fmt.Errorf("create vm %q: %w", r.Name, err), removeAll(m.vmDir(r)), m.cfg.Store.Delete(state.KindVM, r.Name))
 		return api.VM{}, err
@@ -140,6 +156,7 @@ func (m *Manager) reserve(req api.CreateVM, img Image) (record, error) {
 		Name: name, ID: id, Image: img.Name, Kernel: img.Kernel,
 		VCPU: *req.VCPU, MemoryMiB: *req.MemoryMiB, DiskBytes: *req.DiskBytes,
 		IP: ip, MAC: macFor(id), Tap: tapFor(id), CreatedAt: time.Now().UTC().Truncate(time.Second),
+		NAT: req.NAT, Forwards: req.Forwards,
 	}
 	if err := m.cfg.Store.Create(state.KindVM, name, r); err != nil {
 		if errors.Is(err, api.ErrAlreadyExists) {
@@ -196,6 +213,7 @@ func (m *Manager) start(ctx context.Context, r record, progress Progress) (api.V
 }
 
 func (m *Manager) boot(ctx context.Context, r record, progress Progress) (api.VM, error) {
+	firstBoot := !r.Started
 	img, err := m.cfg.Images.Resolve(ctx, r.Image, progress)
 	if err != nil {
 		return api.VM{}, err
@@ -240,7 +258,7 @@ func (m *Manager) boot(ctx context.Context, r record, progress Progress) (api.VM
 		mach.Wait(context.WithoutCancel(ctx))
 		return api.VM{}, undo(err)
 	}
-	rn := &run{m: mach, agent: dialAgent(rec.AgentSocket), exited: make(chan struct{})}
+	rn := &run{m: mach, agent: dialAgent(rec), exited: make(chan struct{})}
 	m.mu.Lock()
 	m.runs[r.Name] = rn
 	m.mu.Unlock()
@@ -264,6 +282,20 @@ func (m *Manager) boot(ctx context.Context, r record, progress Progress) (api.VM
 		return api.VM{}, api.WithHint(fmt.Errorf("vm %q %s; console tail: %s", r.Name, why, tail),
 			"full console: banger vm logs "+r.Name+"; raise boot_timeout in the config on slow hosts")
 	}
+	progress.stage("guest", "installing the ssh key and host side")
+	err = m.prepareGuest(wctx, &r, rn.agent, firstBoot, progress)
+	if err == nil {
+		err = m.hostSide(ctx, r)
+	}
+	if err == nil {
+		err = m.save(r)
+	}
+	if err != nil {
+		rn.stopping = true
+		mach.Kill()
+		<-rn.exited
+		return api.VM{}, err
+	}
 	return m.view(r), nil
 }
 
@@ -274,16 +306,30 @@ func (m *Manager) spec(r record, img Image, kernelPath, initrd string) (vmm.Spec
 	if err != nil {
 		return vmm.Spec{}, err
 	}
+	// The guest finds its disks by serial, or by position (vda, vdb, vdc in
+	// the order of Disks below) where the VMM cannot set serials, and its
+	// agent channel where the backend puts it.
+	g := vmm.GuestOf(m.cfg.Backend)
+	disk := func(serial, name string) boot.Disk {
+		if g.DisksByOrder {
+			return boot.Disk{Name: name}
+		}
+		return boot.Disk{Serial: serial}
+	}
+	agentKind := boot.AgentVirtioSerial
+	if g.AgentVsockPort != 0 {
+		agentKind = boot.AgentVsock(g.AgentVsockPort)
+	}
 	params := boot.Params{
-		Image:    boot.Disk{Serial: serialImage},
-		Layer:    boot.Disk{Serial: serialLayer},
-		Work:     boot.Disk{Serial: serialWork},
+		Image:    disk(serialImage, "vda"),
+		Layer:    disk(serialLayer, "vdb"),
+		Work:     disk(serialWork, "vdc"),
 		Address:  netip.PrefixFrom(r.IP, n.CIDR.Bits()),
 		Gateway:  n.CIDR.Addr(),
 		MAC:      mac,
 		DNS:      m.guestDNS(),
 		Hostname: r.Name,
-		Agent:    boot.AgentVirtioSerial,
+		Agent:    agentKind,
 	}
 	if err := params.Validate(); err != nil {
 		return vmm.Spec{}, err
@@ -306,29 +352,11 @@ func (m *Manager) spec(r record, img Image, kernelPath, initrd string) (vmm.Spec
 	}, nil
 }
 
-// guestDNS is what guests use as name servers: the configured upstreams,
-// else the host's own non-loopback resolvers.
+// guestDNS is what guests use as name server: the bridge address, where
+// the root helper redirects port 53 to bangerd's DNS server, which answers
+// .vm names and forwards the rest.
 func (m *Manager) guestDNS() []netip.Addr {
-	var out []netip.Addr
-	for _, a := range m.cfg.Config.Network.UpstreamDNS {
-		out = append(out, a.Addr())
-	}
-	if len(out) > 0 {
-		return out
-	}
-	b, _ := os.ReadFile("/etc/resolv.conf")
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == "nameserver" {
-			if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() && !a.IsLoopback() {
-				out = append(out, a)
-			}
-		}
-	}
-	if len(out) == 0 {
-		out = append(out, m.cfg.Config.Network.CIDR.Addr())
-	}
-	return out
+	return []netip.Addr{m.cfg.Config.Network.CIDR.Addr()}
 }
 
 // watch waits for a VMM to exit and cleans up after it, whoever stopped it.
@@ -361,7 +389,14 @@ func (m *Manager) watch(name string, rn *run) {
 // cleanupRun removes what a run had on the host: the tap and the runtime
 // directory. It never stops at the first error.
 func (m *Manager) cleanupRun(ctx context.Context, r record) error {
-	return errors.Join(m.cfg.Net.DeleteTap(ctx, r.Tap), removeAll(m.runDir(r)))
+	if m.cfg.Forwards != nil {
+		m.cfg.Forwards.Close(r.Name)
+	}
+	var errs []error
+	if r.NAT {
+		errs = append(errs, m.cfg.Net.RemoveNAT(ctx, r.Tap, r.IP))
+	}
+	return errors.Join(append(errs, m.cfg.Net.DeleteTap(ctx, r.Tap), removeAll(m.runDir(r)))...)
 }
 
 // Stop asks the guest to sync and power off, and kills the VMM after
@@ -460,24 +495,38 @@ func (m *Manager) Kill(ctx context.Context, name string) (api.VM, error) {
 // Delete stops a VM if it runs (killing it: its disks are about to go) and
 // removes its disks, runtime files, tap and record.
 func (m *Manager) Delete(ctx context.Context, name string) error {
+	_, err := m.delete(ctx, name, false)
+	return err
+}
+
+// delete removes a VM; with onlyStopped it leaves a running one alone and
+// reports false, deciding under the VM's lock so a concurrent start cannot
+// slip in between.
+func (m *Manager) delete(ctx context.Context, name string, onlyStopped bool) (bool, error) {
 	unlock, err := m.lock(ctx, name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	r, err := m.load(name)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if onlyStopped && m.runOf(name) != nil {
+		return false, nil
 	}
 	var errs []error
 	if rn := m.runOf(name); rn != nil {
 		errs = append(errs, m.kill(name, rn))
 	}
 	errs = append(errs, m.cleanupRun(ctx, r), removeAll(m.vmDir(r)))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete vm %q: %w", name, err)
+	if m.cfg.Guest != nil {
+		errs = append(errs, m.cfg.Guest.Forget(r.Name, r.IP))
 	}
-	return m.cfg.Store.Delete(state.KindVM, name)
+	if err := errors.Join(errs...); err != nil {
+		return false, fmt.Errorf("delete vm %q: %w", name, err)
+	}
+	return true, m.cfg.Store.Delete(state.KindVM, name)
 }
 
 // Reconcile runs once at daemon start: VMs whose VMM still runs are adopted,
@@ -494,12 +543,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		mach, err := m.cfg.Backend.Adopt(*r.Machine)
 		if err == nil {
-			rn := &run{m: mach, agent: dialAgent(r.Machine.AgentSocket), exited: make(chan struct{})}
+			rn := &run{m: mach, agent: dialAgent(*r.Machine), exited: make(chan struct{})}
 			m.mu.Lock()
 			m.runs[r.Name] = rn
 			m.mu.Unlock()
 			go m.watch(r.Name, rn)
 			m.cfg.Log.Info("adopted running vm", "vm", r.Name, "pid", mach.PID())
+			if err := m.hostSide(ctx, r); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		m.cfg.Log.Info("vm is no longer running", "vm", r.Name, "reason", err)

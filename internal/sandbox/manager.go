@@ -49,6 +49,8 @@ type HostNet interface {
 	EnsureBridge(ctx context.Context) error
 	CreateTap(ctx context.Context, name string) error
 	DeleteTap(ctx context.Context, name string) error
+	AddNAT(ctx context.Context, tap string, ip netip.Addr) error
+	RemoveNAT(ctx context.Context, tap string, ip netip.Addr) error
 }
 
 // Config wires a Manager.
@@ -65,6 +67,13 @@ type Config struct {
 	Log   *slog.Logger
 	// StopTimeout bounds a graceful stop before the VMM is killed.
 	StopTimeout time.Duration
+	// Guest sets up a booted guest for ssh (authorized key, host key);
+	// nil skips it.
+	Guest GuestSetup
+	// Forwards runs host-to-guest port forwards; nil disables -p.
+	Forwards PortForwards
+	// FileSync copies the [[file_sync]] entries into new VMs; nil skips it.
+	FileSync FileSync
 }
 
 // record is a VM as stored.
@@ -85,6 +94,14 @@ type record struct {
 	Machine    *vmm.Record `json:"machine,omitempty"` // the VMM of the current run
 	Hypervisor string      `json:"hypervisor,omitempty"`
 	LastError  string      `json:"last_error,omitempty"`
+	// NAT lets the guest reach out through the host (opt-in).
+	NAT bool `json:"nat,omitempty"`
+	// Forwards are host-to-guest port forwards ("127.0.0.1:8080:80"),
+	// opened while the VM runs.
+	Forwards []string `json:"forwards,omitempty"`
+	// Synced is set once the [[file_sync]] entries were copied in (on the
+	// first boot).
+	Synced bool `json:"synced,omitempty"`
 }
 
 // run is a VM whose VMM is up.
@@ -164,6 +181,7 @@ func (m *Manager) view(r record) api.VM {
 		Name: r.Name, ID: r.ID, Image: r.Image, Kernel: r.Kernel, VCPU: r.VCPU, MemoryMiB: r.MemoryMiB,
 		DiskBytes: r.DiskBytes, IP: r.IP, MAC: r.MAC, Tap: r.Tap, Hypervisor: r.Hypervisor,
 		CreatedAt: r.CreatedAt, LastError: r.LastError, Dir: m.vmDir(r), ConsoleLog: filepath.Join(m.vmDir(r), consoleLog),
+		NAT: r.NAT, Forwards: r.Forwards,
 	}
 	rn := m.runOf(r.Name)
 	switch {
@@ -225,14 +243,23 @@ func (m *Manager) using(match func(record) bool) []string {
 	return names
 }
 
-// dialAgent connects to a VM's agent channel: QEMU serves the virtio-serial
-// port on a unix socket.
-func dialAgent(socket string) *agent.Client {
+// dialAgent connects to a VM's agent channel: Firecracker's hybrid vsock
+// (a unix socket on which "CONNECT <port>" reaches the guest port, one
+// connection per stream), or QEMU's virtio-serial port served on a unix
+// socket.
+func dialAgent(rec vmm.Record) *agent.Client {
+	if rec.AgentVsockPort != 0 {
+		return agent.NewClient(agent.ClientConfig{
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				return agent.DialFirecrackerVsock(ctx, rec.AgentSocket, rec.AgentVsockPort)
+			},
+		})
+	}
 	return agent.NewClient(agent.ClientConfig{
 		Serial: true,
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return d.DialContext(ctx, "unix", rec.AgentSocket)
 		},
 	})
 }
@@ -259,4 +286,28 @@ func removeAll(paths ...string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Lookup returns the address of a running VM, for the .vm DNS zone: the
+// answer follows the VMM's life, so records appear on start, vanish on
+// stop and delete, and are right again after a daemon restart.
+func (m *Manager) Lookup(name string) (netip.Addr, bool) {
+	if m.runOf(name) == nil {
+		return netip.Addr{}, false
+	}
+	var r record
+	if err := m.cfg.Store.Get(state.KindVM, name, &r); err != nil {
+		return netip.Addr{}, false
+	}
+	return r.IP, true
+}
+
+// SSHInfo is what the system ssh client needs to reach a VM.
+func (m *Manager) SSHInfo(name string) (api.SSHInfo, error) {
+	r, err := m.load(name)
+	if err != nil {
+		return api.SSHInfo{}, err
+	}
+	rn := m.runOf(name)
+	return api.SSHInfo{Name: r.Name, IP: r.IP.String(), User: "root", Running: rn != nil && rn.m.Alive()}, nil
 }

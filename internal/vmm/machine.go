@@ -42,10 +42,18 @@ type Record struct {
 	BootID    string `json:"boot_id"`
 	// ControlSocket is unique to the VM (it lies in its RunDir), and the
 	// VMM's command line names it.
-	ControlSocket string   `json:"control_socket"`
-	AgentSocket   string   `json:"agent_socket"`
-	Log           string   `json:"log,omitempty"` // the VMM's own stdout and stderr
-	Argv          []string `json:"argv"`
+	ControlSocket string `json:"control_socket"`
+	AgentSocket   string `json:"agent_socket"`
+	// AgentVsockPort, when set, says the agent channel is Firecracker's
+	// hybrid vsock: AgentSocket is its host unix socket, on which
+	// "CONNECT <port>" reaches the guest's port. Zero means a virtio-serial
+	// port served on AgentSocket (QEMU).
+	AgentVsockPort uint32   `json:"agent_vsock_port,omitempty"`
+	Log            string   `json:"log,omitempty"` // the VMM's own log
+	Argv           []string `json:"argv"`
+	// Jail is the chroot directory of a VMM launched through Firecracker's
+	// jailer, to remove once the VMM is gone; "" otherwise.
+	Jail string `json:"jail,omitempty"`
 }
 
 // Machine is a running VMM process, either started by this process or
@@ -61,11 +69,12 @@ type Machine struct {
 type ChildConfig struct {
 	Backend string
 	// Cmd has been started and not waited for; the Machine reaps it.
-	Cmd           *exec.Cmd
-	ControlSocket string
-	AgentSocket   string
-	Log           string
-	Control       Control
+	Cmd            *exec.Cmd
+	ControlSocket  string
+	AgentSocket    string
+	AgentVsockPort uint32
+	Log            string
+	Control        Control
 }
 
 // NewChild supervises a VMM this process started. If its identity cannot
@@ -81,14 +90,15 @@ func NewChild(cfg ChildConfig) (*Machine, error) {
 	}
 	m := &Machine{
 		rec: Record{
-			Backend:       cfg.Backend,
-			PID:           p.Pid,
-			StartTime:     st.StartTime,
-			BootID:        boot,
-			ControlSocket: cfg.ControlSocket,
-			AgentSocket:   cfg.AgentSocket,
-			Log:           cfg.Log,
-			Argv:          slices.Clone(cfg.Cmd.Args),
+			Backend:        cfg.Backend,
+			PID:            p.Pid,
+			StartTime:      st.StartTime,
+			BootID:         boot,
+			ControlSocket:  cfg.ControlSocket,
+			AgentSocket:    cfg.AgentSocket,
+			AgentVsockPort: cfg.AgentVsockPort,
+			Log:            cfg.Log,
+			Argv:           slices.Clone(cfg.Cmd.Args),
 		},
 		ctl:  cfg.Control,
 		done: make(chan struct{}),
@@ -122,6 +132,37 @@ func Adopt(rec Record, ctl Control) (*Machine, error) {
 		return nil, fmt.Errorf("adopt %s pid %d: %w", rec.Backend, rec.PID, err)
 	}
 	return m, nil
+}
+
+// Watch supervises a VMM that another process started and this one did
+// not (the root helper, through Firecracker's jailer). rec names it by pid
+// and start time, which the starter read before it could reap it; the
+// command line and boot id are read here, so call Watch once the process
+// runs the VMM (after its exec). It refuses, like Adopt, any other process.
+func Watch(rec Record, ctl Control) (*Machine, error) {
+	argv, err := readCmdline(rec.PID)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("watch %s pid %d: %w: no such process", rec.Backend, rec.PID, ErrGone)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch %s pid %d: %w", rec.Backend, rec.PID, err)
+	}
+	boot, err := bootID()
+	if err != nil {
+		return nil, fmt.Errorf("watch %s pid %d: %w", rec.Backend, rec.PID, err)
+	}
+	rec.Argv, rec.BootID = argv, boot
+	return Adopt(rec, ctl)
+}
+
+// StartTime is the start time of process pid (field 22 of its stat), which
+// with the pid names it across pid reuse; 0 when it has exited.
+func StartTime(pid int) uint64 {
+	st, err := readStat(pid)
+	if err != nil || st.exited() {
+		return 0
+	}
+	return st.StartTime
 }
 
 // adopt without pidfds is what happens on kernels before 5.3, and in

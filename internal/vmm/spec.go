@@ -43,7 +43,8 @@ type Spec struct {
 	Kernel  string
 	Initrd  string // optional
 	Cmdline string
-	// Disks in order; the guest finds them by serial, not position.
+	// Disks in order. The guest finds them by serial where the backend
+	// can set one (QEMU), else by position (Firecracker): see Guest.
 	Disks []Disk
 	NIC   *NIC // optional
 	// AgentSocket is the host unix socket the guest agent channel is
@@ -54,6 +55,32 @@ type Spec struct {
 	// RunDir holds the VMM's control sockets, pid file and log.
 	RunDir string
 	Accel  string // AccelKVM or AccelTCG
+}
+
+// Guest is how a backend's guests find their devices, which the kernel
+// command line has to tell them.
+type Guest struct {
+	// DisksByOrder: the VMM cannot give disks serials, and the guest sees
+	// Spec.Disks as vda, vdb, ... in order.
+	DisksByOrder bool
+	// AgentVsockPort, when set, makes the agent channel vsock on this guest
+	// port, reached through the host socket Spec.AgentSocket (Firecracker's
+	// hybrid vsock). Zero means a virtio-serial port on AgentSocket.
+	AgentVsockPort uint32
+}
+
+// GuestConventions is implemented by backends whose guests differ from the
+// default (disks by serial, agent on virtio-serial: QEMU).
+type GuestConventions interface {
+	Guest() Guest
+}
+
+// GuestOf returns b's guest conventions.
+func GuestOf(b Backend) Guest {
+	if g, ok := b.(GuestConventions); ok {
+		return g.Guest()
+	}
+	return Guest{}
 }
 
 // Accelerators.

@@ -1,0 +1,62 @@
+package firecracker
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/banger/banger/internal/guest/agent"
+	"github.com/banger/banger/internal/vmm/firecracker/firecrackertest"
+)
+
+// TestMain turns the test binary into a stand-in:
+//
+//   - with "--listen unix:PATH", banger-agent's test mode: the agent API on
+//     a unix socket, exiting 0 after a power-off request and 3 after a
+//     reboot request (what the fake's emulated guest runs);
+//   - with firecrackertest.EnvConfig set, the strict fake firecracker.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "--listen" {
+		os.Exit(standInAgent(strings.TrimPrefix(os.Args[2], "unix:")))
+	}
+	if os.Getenv(firecrackertest.EnvConfig) != "" {
+		os.Exit(firecrackertest.Main())
+	}
+	os.Exit(m.Run())
+}
+
+func standInAgent(path string) int {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	code := make(chan int, 1)
+	a := agent.New(agent.Config{
+		Logger: slog.New(slog.DiscardHandler),
+		Home:   os.TempDir(),
+		PowerOff: func(_ context.Context, reboot bool) error {
+			c := 0
+			if reboot {
+				c = firecrackertest.AgentRebootStatus
+			}
+			code <- c
+			cancel()
+			return nil
+		},
+	})
+	a.Serve(ctx, ln)
+	select {
+	case c := <-code:
+		return c
+	default:
+		return 0
+	}
+}
