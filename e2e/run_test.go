@@ -162,7 +162,9 @@ func TestVMRun(t *testing.T) {
 		defer f.Close()
 		var seen bytes.Buffer
 		lines := make(chan struct{}, 1)
+		readerDone := make(chan struct{})
 		go func() {
+			defer close(readerDone)
 			br := bufio.NewReader(f)
 			buf := make([]byte, 4096)
 			for {
@@ -185,6 +187,8 @@ func TestVMRun(t *testing.T) {
 				}
 				select {
 				case <-lines:
+				case <-readerDone:
+					return re.Match(seen.Bytes())
 				case <-time.After(200 * time.Millisecond):
 				}
 			}
@@ -233,4 +237,3 @@ func TestVMRun(t *testing.T) {
 		}
 	})
 }
-
