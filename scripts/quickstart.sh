@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian/Ubuntu checkout to a running banger:
-# host packages, build, install + start both services, then banger doctor.
+# host packages, build, install + start both services, banger doctor, then
+# banger vm run (builds the default image on first use, then a shell in a VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +30,7 @@ extra=()
 $SUDO ./build/bin/banger system install --owner "$OWNER" "${extra[@]}"
 
 echo "==> banger doctor"
-banger doctor
+banger doctor || true
+
+echo "==> banger vm run"
+exec banger vm run
