@@ -162,3 +162,56 @@ func TestHelperNetworkAndCleanup(t *testing.T) {
 		t.Errorf("cleanup left the nft table:\n%s", nft)
 	}
 }
+
+// ssh-config --install then --uninstall leaves ~/.ssh/config byte for byte
+// as it was (HOME is the env's own).
+func TestSSHConfigRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	e.Start()
+	cfg := filepath.Join(e.Home, ".ssh", "config")
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	before := []byte("Host build\n  HostName 10.1.2.3\n  User me\n# no trailing newline")
+	os.WriteFile(cfg, before, 0o600)
+	if r := e.CLI("ssh-config", "--install"); r.Code != 0 {
+		t.Fatalf("install: %s", r)
+	}
+	mid, _ := os.ReadFile(cfg)
+	if !strings.HasPrefix(string(mid), "# >>> banger >>>") || !strings.Contains(string(mid), "Include ") || !strings.Contains(string(mid), string(before)) {
+		t.Errorf("after --install:\n%s", mid)
+	}
+	if r := e.CLI("ssh-config", "--install"); r.Code != 0 {
+		t.Fatalf("second install: %s", r)
+	}
+	if again, _ := os.ReadFile(cfg); string(again) != string(mid) {
+		t.Errorf("--install is not idempotent:\n%s", again)
+	}
+	if r := e.CLI("ssh-config", "--uninstall"); r.Code != 0 {
+		t.Fatalf("uninstall: %s", r)
+	}
+	after, _ := os.ReadFile(cfg)
+	if string(after) != string(before) {
+		t.Errorf("~/.ssh/config changed:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// A [[file_sync]] entry whose symlink leaves the owner's home is refused
+// with a clear message before anything is created.
+func TestFileSyncRefusesEscapingSymlink(t *testing.T) {
+	e := newEnv(t)
+	link := filepath.Join(e.Owner.HomeDir, "bge-"+randomHex(4)+"-creds")
+	if err := os.Symlink("/etc", link); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(link)
+	os.WriteFile(filepath.Join(e.Layout.EtcDir, "config.toml"),
+		[]byte("[[file_sync]]\nhost = \"~/"+filepath.Base(link)+"\"\nguest = \"~/creds\"\n"), 0o644)
+	e.Start()
+	r := e.CLI("vm", "create", "--no-start", "--name", "sync")
+	if r.Code == 0 {
+		t.Fatalf("vm create succeeded with an escaping file_sync symlink: %s", r)
+	}
+	mustContain(t, r, filepath.Base(link), "/etc", "outside your home")
+	if l := e.CLI("vm", "list", "--json"); strings.TrimSpace(l.Stdout) != "[]" {
+		t.Errorf("a VM was created: %s", l)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,6 +133,15 @@ func TestVMRun(t *testing.T) {
 		ports := e.CLI("vm", "ports", "web")
 		mustContain(t, ports, "8000", "web.vm:8000")
 	})
+	t.Run("port-forward adds a forward to a running VM", func(t *testing.T) {
+		if r := e.CLI("vm", "port-forward", "web", "18081:8000"); r.Code != 0 {
+			t.Fatalf("vm port-forward: %s", r)
+		}
+		out, _ := exec.Command("ip", "netns", "exec", e.NS, "curl", "-sS", "-m", "3", "http://127.0.0.1:18081/").Output()
+		if !strings.Contains(string(out), "hello from the guest") {
+			t.Errorf("through port-forward 18081:8000 got %q", out)
+		}
+	})
 	t.Run("nat lets the guest out, and only with nat", func(t *testing.T) {
 		url := e.outside(t)
 		curl := []string{"vm", "exec", "web", "--", "curl", "-sS", "-m", "5", url}
@@ -160,7 +170,7 @@ func TestVMRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		var seen bytes.Buffer
+		var seen syncBuffer
 		lines := make(chan struct{}, 1)
 		readerDone := make(chan struct{})
 		go func() {
@@ -225,6 +235,35 @@ func TestVMRun(t *testing.T) {
 		e.CLI("vm", "delete", "peer")
 	})
 
+	t.Run("ctrl-c during run --rm still deletes", func(t *testing.T) {
+		cmd := exec.Command("ip", append(append([]string{"netns", "exec", e.NS, filepath.Join(binDir, "banger"), "vm", "run", "--rm", "--name", "interrupted"}, smallVM...), "--", "sleep", "600")...)
+		cmd.Env = e.env()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(4 * time.Minute)
+		for time.Now().Before(deadline) {
+			if r := e.CLI("vm", "exec", "interrupted", "--", "pgrep", "-x", "sleep"); r.Code == 0 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		// ip netns exec passes the signal on to banger.
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("vm run did not return after Ctrl-C:\n%s", stderr.String())
+		}
+		if r := e.CLI("vm", "show", "interrupted"); r.Code == 0 {
+			t.Errorf("--rm did not delete after Ctrl-C: %s\n%s", r, stderr.String())
+		}
+	})
 	t.Run("dns stops answering after delete", func(t *testing.T) {
 		if r := e.CLI("vm", "delete", "web"); r.Code != 0 {
 			t.Fatal(r)
@@ -237,3 +276,23 @@ func TestVMRun(t *testing.T) {
 		}
 	})
 }
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+func (s *syncBuffer) String() string { return string(s.Bytes()) }

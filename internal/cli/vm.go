@@ -23,7 +23,7 @@ work disk of its own. Names are DNS labels (a-z, 0-9, '-').`,
 	}
 	vm.AddCommand(a.vmCreateCmd(), a.vmStartCmd(), a.vmStopCmd(), a.vmRestartCmd(), a.vmKillCmd(),
 		a.vmDeleteCmd(), a.vmListCmd(), a.vmShowCmd(), a.vmLogsCmd(), a.vmExecCmd(),
-		a.vmSetCmd(), a.vmPortsCmd(), a.vmStatsCmd(), a.vmPruneCmd(), a.vmRunCmd(),
+		a.vmSetCmd(), a.vmPortsCmd(), a.vmStatsCmd(), a.vmPruneCmd(), a.vmRunCmd(), a.vmPortForwardCmd(),
 		a.vmSSHCmd(), a.vmProxyCmd())
 	ps := a.vmListCmd()
 	ps.Use, ps.Short, ps.Hidden = "ps", "List VMs (same as vm list)", false

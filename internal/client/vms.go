@@ -156,3 +156,10 @@ func (c *Client) PruneVMs(ctx context.Context) ([]string, error) {
 	err := c.w.Call(ctx, http.MethodPost, "/v1/vms/prune", nil, &n)
 	return n.Names, err
 }
+
+// AddForwards adds port forwards ("[hostaddr:]hostport:guestport") to a VM.
+func (c *Client) AddForwards(ctx context.Context, name string, specs []string) (api.VM, error) {
+	var v api.VM
+	err := c.w.Call(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(name)+"/forwards", map[string][]string{"forwards": specs}, &v)
+	return v, err
+}

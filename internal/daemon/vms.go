@@ -44,6 +44,15 @@ func (d *Daemon) vmRoutes(mux *http.ServeMux) {
 		}
 		return d.vms.Set(r.Context(), r.PathValue("name"), req)
 	}))
+	mux.Handle("POST /v1/vms/{name}/forwards", handler(func(r *http.Request) (api.VM, error) {
+		var req struct {
+			Forwards []string `json:"forwards"`
+		}
+		if err := wire.DecodeJSON(r, &req); err != nil {
+			return api.VM{}, err
+		}
+		return d.vms.AddForwards(r.Context(), r.PathValue("name"), req.Forwards)
+	}))
 	mux.Handle("GET /v1/vms/{name}/ports", handler(func(r *http.Request) ([]api.Port, error) { return d.vms.Ports(r.Context(), r.PathValue("name")) }))
 	mux.Handle("GET /v1/vms/{name}/stats", handler(func(r *http.Request) (api.VMStats, error) { return d.vms.Stats(r.Context(), r.PathValue("name")) }))
 	mux.Handle("POST /v1/vms/prune", handler(func(r *http.Request) (api.Names, error) {

@@ -131,16 +131,18 @@ func (m *Manager) hostSide(ctx context.Context, r record) error {
 			return fmt.Errorf("enable NAT for vm %q: %w", r.Name, err)
 		}
 	}
-	if m.cfg.Forwards != nil && len(r.Forwards) > 0 {
-		ip := r.IP
-		name := r.Name
-		target := func() (netip.Addr, bool) {
-			rn := m.runOf(name)
-			return ip, rn != nil && rn.m.Alive()
-		}
-		if err := m.cfg.Forwards.Open(ctx, r.Name, target, r.Forwards); err != nil {
-			return err
-		}
+	return m.hostSideForwards(ctx, r)
+}
+
+// hostSideForwards opens a running VM's port forwards.
+func (m *Manager) hostSideForwards(ctx context.Context, r record) error {
+	if m.cfg.Forwards == nil || len(r.Forwards) == 0 {
+		return nil
 	}
-	return nil
+	ip, name := r.IP, r.Name
+	target := func() (netip.Addr, bool) {
+		rn := m.runOf(name)
+		return ip, rn != nil && rn.m.Alive()
+	}
+	return m.cfg.Forwards.Open(ctx, r.Name, target, r.Forwards)
 }

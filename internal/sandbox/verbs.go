@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/banger/banger/internal/api"
 	"github.com/banger/banger/internal/command"
 	"github.com/banger/banger/internal/config"
+	"github.com/banger/banger/internal/portfwd"
 )
 
 // Set changes a VM. vCPUs, memory and disk size need the VM stopped (the
@@ -189,4 +191,49 @@ func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 		}
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// AddForwards adds host-to-guest port forwards to a VM, opening them now if
+// it runs; they are kept for later starts.
+func (m *Manager) AddForwards(ctx context.Context, name string, specs []string) (api.VM, error) {
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	defer unlock()
+	r, err := m.load(name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	var added []string
+	for _, s := range specs {
+		p, err := portfwd.ParseSpec(s)
+		if err != nil {
+			return api.VM{}, api.Errorf(api.CodeBadRequest, "%v", err)
+		}
+		if !slices.Contains(r.Forwards, p.String()) {
+			added = append(added, p.String())
+		}
+	}
+	if len(added) == 0 {
+		return m.view(r), nil
+	}
+	if m.cfg.Forwards == nil {
+		return api.VM{}, api.Errorf(api.CodeUnavailable, "port forwarding is not available")
+	}
+	if rn := m.runOf(name); rn != nil {
+		// Reopen the VM's forwards with the new set, all or nothing.
+		m.cfg.Forwards.Close(name)
+		next := r
+		next.Forwards = append(slices.Clone(r.Forwards), added...)
+		if err := m.hostSideForwards(ctx, next); err != nil {
+			m.hostSideForwards(ctx, r)
+			return api.VM{}, err
+		}
+	}
+	r.Forwards = append(r.Forwards, added...)
+	if err := m.save(r); err != nil {
+		return api.VM{}, err
+	}
+	return m.view(r), nil
 }
