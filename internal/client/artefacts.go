@@ -1,13 +1,8 @@
 package client
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 
@@ -80,62 +75,5 @@ func (c *Client) DeleteImage(ctx context.Context, name string) error {
 // upload sends body as a raw request body and reads a JSON answer or an
 // event stream into out.
 func (c *Client) upload(ctx context.Context, method, path string, body io.Reader, progress func(api.Event), out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://banger"+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Accept", api.ContentTypeStream)
-	c.w.SetHeaders(req)
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", c.w.Socket)
-		},
-		DisableCompression: true,
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return c.w.DialError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return c.w.DecodeError(resp)
-	}
-	if resp.Header.Get("Content-Type") != api.ContentTypeStream {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var ev api.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("bad event from bangerd: %w", err)
-		}
-		switch ev.Type {
-		case api.EventResult:
-			return json.Unmarshal(ev.Result, out)
-		case api.EventError:
-			if ev.Error == nil {
-				return api.Errorf(api.CodeOperationFault, "operation failed")
-			}
-			return ev.Error
-		default:
-			if progress != nil {
-				progress(ev)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("event stream: %w", err)
-	}
-	return errors.New("bangerd closed the event stream before the import finished (see its log)")
+	return c.w.Upload(ctx, method, path, body, progress, out)
 }

@@ -183,19 +183,12 @@ func (m *Manager) makeDisks(ctx context.Context, r record, img Image) error {
 
 // Start boots a created or stopped VM and waits until its agent answers.
 func (m *Manager) Start(ctx context.Context, name string, progress Progress) (api.VM, error) {
-	unlock, err := m.lock(ctx, name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	defer unlock()
-	r, err := m.load(name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	if rn := m.runOf(name); rn != nil && rn.m.Alive() {
-		return m.view(r), nil // already running: start is idempotent
-	}
-	return m.start(ctx, r, progress)
+	return m.withVM(ctx, name, func(r record) (api.VM, error) {
+		if rn := m.runOf(name); rn != nil && rn.m.Alive() {
+			return m.view(r), nil // already running: start is idempotent
+		}
+		return m.start(ctx, r, progress)
+	})
 }
 
 // start boots r; the caller holds its lock.
@@ -402,20 +395,13 @@ func (m *Manager) cleanupRun(ctx context.Context, r record) error {
 // Stop asks the guest to sync and power off, and kills the VMM after
 // StopTimeout. Stopping a stopped VM is not an error.
 func (m *Manager) Stop(ctx context.Context, name string) (api.VM, error) {
-	unlock, err := m.lock(ctx, name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	defer unlock()
-	r, err := m.load(name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	if err := m.stop(ctx, name); err != nil {
-		return api.VM{}, err
-	}
-	r, _ = m.load(name)
-	return m.view(r), nil
+	return m.withVM(ctx, name, func(r record) (api.VM, error) {
+		if err := m.stop(ctx, name); err != nil {
+			return api.VM{}, err
+		}
+		r, _ = m.load(name)
+		return m.view(r), nil
+	})
 }
 
 func (m *Manager) stop(ctx context.Context, name string) error {
@@ -456,20 +442,13 @@ func (m *Manager) kill(name string, rn *run) error {
 
 // Restart stops then starts a VM.
 func (m *Manager) Restart(ctx context.Context, name string, progress Progress) (api.VM, error) {
-	unlock, err := m.lock(ctx, name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	defer unlock()
-	r, err := m.load(name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	if err := m.stop(ctx, name); err != nil {
-		return api.VM{}, err
-	}
-	r, _ = m.load(name)
-	return m.start(ctx, r, progress)
+	return m.withVM(ctx, name, func(r record) (api.VM, error) {
+		if err := m.stop(ctx, name); err != nil {
+			return api.VM{}, err
+		}
+		r, _ = m.load(name)
+		return m.start(ctx, r, progress)
+	})
 }
 
 // Kill stops a VM at once, without asking the guest: unsynced writes in the

@@ -311,3 +311,18 @@ func (m *Manager) SSHInfo(name string) (api.SSHInfo, error) {
 	rn := m.runOf(name)
 	return api.SSHInfo{Name: r.Name, IP: r.IP.String(), User: "root", Running: rn != nil && rn.m.Alive()}, nil
 }
+
+// withVM runs fn on the VM's record while holding its lock: the shape of
+// every verb that changes one VM.
+func (m *Manager) withVM(ctx context.Context, name string, fn func(r record) (api.VM, error)) (api.VM, error) {
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	defer unlock()
+	r, err := m.load(name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	return fn(r)
+}

@@ -22,64 +22,57 @@ import (
 // Set changes a VM. vCPUs, memory and disk size need the VM stopped (the
 // disk can only grow); NAT can change while it runs.
 func (m *Manager) Set(ctx context.Context, name string, req api.SetVM) (api.VM, error) {
-	unlock, err := m.lock(ctx, name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	defer unlock()
-	r, err := m.load(name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	running := m.runOf(name) != nil
-	if running && (req.VCPU != nil || req.MemoryMiB != nil || req.DiskBytes != nil) {
-		return api.VM{}, api.WithHint(api.Errorf(api.CodeConflict, "vm %q is running: vcpu, memory and disk size change only while it is stopped", name),
-			"banger vm stop "+name+", then set, then start")
-	}
-	if req.VCPU != nil {
-		if v := *req.VCPU; v < config.MinVCPU || v > config.MaxVCPU {
-			return api.VM{}, api.Errorf(api.CodeBadRequest, "--vcpu %d: must be between %d and %d", v, config.MinVCPU, config.MaxVCPU)
+	return m.withVM(ctx, name, func(r record) (api.VM, error) {
+		running := m.runOf(name) != nil
+		if running && (req.VCPU != nil || req.MemoryMiB != nil || req.DiskBytes != nil) {
+			return api.VM{}, api.WithHint(api.Errorf(api.CodeConflict, "vm %q is running: vcpu, memory and disk size change only while it is stopped", name),
+				"banger vm stop "+name+", then set, then start")
 		}
-		r.VCPU = *req.VCPU
-	}
-	if req.MemoryMiB != nil {
-		if v := *req.MemoryMiB; v < config.MinMemoryMiB || v > config.MaxMemoryMiB {
-			return api.VM{}, api.Errorf(api.CodeBadRequest, "--memory %d: must be between %d and %d MiB", v, config.MinMemoryMiB, config.MaxMemoryMiB)
-		}
-		r.MemoryMiB = *req.MemoryMiB
-	}
-	if req.DiskBytes != nil && *req.DiskBytes != r.DiskBytes {
-		size := *req.DiskBytes
-		if size < r.DiskBytes {
-			return api.VM{}, api.WithHint(api.Errorf(api.CodeBadRequest, "--disk-size %s is smaller than the current %s: disks only grow",
-				config.FormatSize(size), config.FormatSize(r.DiskBytes)), "pass a larger size")
-		}
-		if size > config.MaxDiskBytes {
-			return api.VM{}, api.Errorf(api.CodeBadRequest, "--disk-size %s: at most %s", config.FormatSize(size), config.FormatSize(config.MaxDiskBytes))
-		}
-		if err := growDisk(ctx, filepath.Join(m.vmDir(r), workDisk), size); err != nil {
-			return api.VM{}, fmt.Errorf("grow the work disk of vm %q: %w", name, err)
-		}
-		r.DiskBytes = size
-	}
-	if req.NAT != nil && *req.NAT != r.NAT {
-		if running {
-			var err error
-			if *req.NAT {
-				err = m.cfg.Net.AddNAT(ctx, r.Tap, r.IP)
-			} else {
-				err = m.cfg.Net.RemoveNAT(ctx, r.Tap, r.IP)
+		if req.VCPU != nil {
+			if v := *req.VCPU; v < config.MinVCPU || v > config.MaxVCPU {
+				return api.VM{}, api.Errorf(api.CodeBadRequest, "--vcpu %d: must be between %d and %d", v, config.MinVCPU, config.MaxVCPU)
 			}
-			if err != nil {
-				return api.VM{}, fmt.Errorf("set NAT of vm %q: %w", name, err)
-			}
+			r.VCPU = *req.VCPU
 		}
-		r.NAT = *req.NAT
-	}
-	if err := m.save(r); err != nil {
-		return api.VM{}, err
-	}
-	return m.view(r), nil
+		if req.MemoryMiB != nil {
+			if v := *req.MemoryMiB; v < config.MinMemoryMiB || v > config.MaxMemoryMiB {
+				return api.VM{}, api.Errorf(api.CodeBadRequest, "--memory %d: must be between %d and %d MiB", v, config.MinMemoryMiB, config.MaxMemoryMiB)
+			}
+			r.MemoryMiB = *req.MemoryMiB
+		}
+		if req.DiskBytes != nil && *req.DiskBytes != r.DiskBytes {
+			size := *req.DiskBytes
+			if size < r.DiskBytes {
+				return api.VM{}, api.WithHint(api.Errorf(api.CodeBadRequest, "--disk-size %s is smaller than the current %s: disks only grow",
+					config.FormatSize(size), config.FormatSize(r.DiskBytes)), "pass a larger size")
+			}
+			if size > config.MaxDiskBytes {
+				return api.VM{}, api.Errorf(api.CodeBadRequest, "--disk-size %s: at most %s", config.FormatSize(size), config.FormatSize(config.MaxDiskBytes))
+			}
+			if err := growDisk(ctx, filepath.Join(m.vmDir(r), workDisk), size); err != nil {
+				return api.VM{}, fmt.Errorf("grow the work disk of vm %q: %w", name, err)
+			}
+			r.DiskBytes = size
+		}
+		if req.NAT != nil && *req.NAT != r.NAT {
+			if running {
+				var err error
+				if *req.NAT {
+					err = m.cfg.Net.AddNAT(ctx, r.Tap, r.IP)
+				} else {
+					err = m.cfg.Net.RemoveNAT(ctx, r.Tap, r.IP)
+				}
+				if err != nil {
+					return api.VM{}, fmt.Errorf("set NAT of vm %q: %w", name, err)
+				}
+			}
+			r.NAT = *req.NAT
+		}
+		if err := m.save(r); err != nil {
+			return api.VM{}, err
+		}
+		return m.view(r), nil
+	})
 }
 
 // growDisk enlarges an ext4 image file and its filesystem.
@@ -196,44 +189,37 @@ func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 // AddForwards adds host-to-guest port forwards to a VM, opening them now if
 // it runs; they are kept for later starts.
 func (m *Manager) AddForwards(ctx context.Context, name string, specs []string) (api.VM, error) {
-	unlock, err := m.lock(ctx, name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	defer unlock()
-	r, err := m.load(name)
-	if err != nil {
-		return api.VM{}, err
-	}
-	var added []string
-	for _, s := range specs {
-		p, err := portfwd.ParseSpec(s)
-		if err != nil {
-			return api.VM{}, api.Errorf(api.CodeBadRequest, "%v", err)
+	return m.withVM(ctx, name, func(r record) (api.VM, error) {
+		var added []string
+		for _, s := range specs {
+			p, err := portfwd.ParseSpec(s)
+			if err != nil {
+				return api.VM{}, api.Errorf(api.CodeBadRequest, "%v", err)
+			}
+			if !slices.Contains(r.Forwards, p.String()) {
+				added = append(added, p.String())
+			}
 		}
-		if !slices.Contains(r.Forwards, p.String()) {
-			added = append(added, p.String())
+		if len(added) == 0 {
+			return m.view(r), nil
 		}
-	}
-	if len(added) == 0 {
-		return m.view(r), nil
-	}
-	if m.cfg.Forwards == nil {
-		return api.VM{}, api.Errorf(api.CodeUnavailable, "port forwarding is not available")
-	}
-	if rn := m.runOf(name); rn != nil {
-		// Reopen the VM's forwards with the new set, all or nothing.
-		m.cfg.Forwards.Close(name)
-		next := r
-		next.Forwards = append(slices.Clone(r.Forwards), added...)
-		if err := m.hostSideForwards(ctx, next); err != nil {
-			m.hostSideForwards(ctx, r)
+		if m.cfg.Forwards == nil {
+			return api.VM{}, api.Errorf(api.CodeUnavailable, "port forwarding is not available")
+		}
+		if rn := m.runOf(name); rn != nil {
+			// Reopen the VM's forwards with the new set, all or nothing.
+			m.cfg.Forwards.Close(name)
+			next := r
+			next.Forwards = append(slices.Clone(r.Forwards), added...)
+			if err := m.hostSideForwards(ctx, next); err != nil {
+				m.hostSideForwards(ctx, r)
+				return api.VM{}, err
+			}
+		}
+		r.Forwards = append(r.Forwards, added...)
+		if err := m.save(r); err != nil {
 			return api.VM{}, err
 		}
-	}
-	r.Forwards = append(r.Forwards, added...)
-	if err := m.save(r); err != nil {
-		return api.VM{}, err
-	}
-	return m.view(r), nil
+		return m.view(r), nil
+	})
 }

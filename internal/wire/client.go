@@ -134,6 +134,22 @@ func (c *Client) Stream(ctx context.Context, method, path string, in any, onEven
 	if err != nil {
 		return err
 	}
+	return c.stream(req, onEvent, out)
+}
+
+// Upload sends body as a raw request body (a file the daemon could not
+// read itself) and reads a JSON answer or an event stream into out.
+func (c *Client) Upload(ctx context.Context, method, path string, body io.Reader, onEvent func(api.Event), out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://banger"+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	c.SetHeaders(req)
+	return c.stream(req, onEvent, out)
+}
+
+func (c *Client) stream(req *http.Request, onEvent func(api.Event), out any) error {
 	req.Header.Set("Accept", api.ContentTypeStream)
 	resp, err := c.do(req)
 	if err != nil {
