@@ -9,6 +9,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -127,7 +128,7 @@ func newEnv(t *testing.T) *Env {
 	e := &Env{t: t, NS: "bge-" + randomHex(4), Root: root, Owner: ensureOwner(t), Log: &bytes.Buffer{}}
 	e.Layout = paths.Layout{
 		StateDir:   filepath.Join(root, "state"),
-		CacheDir:   filepath.Join(root, "cache"),
+		CacheDir:   "/var/tmp/banger-e2e/cache", // shared: image builds reuse the apt cache
 		RuntimeDir: filepath.Join(root, "run"),
 		HelperDir:  filepath.Join(root, "run-root"),
 		EtcDir:     filepath.Join(root, "etc"),
@@ -197,7 +198,20 @@ func (e *Env) Stop() {
 }
 
 func (e *Env) destroy() {
+	// VMs outlive their daemons by design: delete them while the daemons
+	// run, then kill any VMM of this env that is left (a test that died
+	// half-way).
+	if e.cancel != nil {
+		if r := e.CLI("vm", "list", "--json"); r.Code == 0 {
+			var vms []struct{ Name string }
+			json.Unmarshal([]byte(r.Stdout), &vms)
+			for _, v := range vms {
+				e.CLI("vm", "delete", v.Name)
+			}
+		}
+	}
 	e.Stop()
+	exec.Command("pkill", "-KILL", "-f", e.Root+"/").Run()
 	e.Helper("--cleanup")
 	exec.Command("ip", "netns", "del", e.NS).Run()
 	if e.t.Failed() {
