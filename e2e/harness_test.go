@@ -9,10 +9,10 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
