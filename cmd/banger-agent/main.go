@@ -40,13 +40,15 @@ func run() int {
 	serial := flag.String("serial", "/dev/virtio-ports/banger.agent", "virtio-serial port to serve on (empty: none)")
 	vsockPort := flag.Uint("vsock-port", 1024, "vsock port to listen on (0: none)")
 	listen := flag.String("listen", "", "test/dev: serve on unix:PATH instead of the guest channels; shutdown exits the agent (0 power-off, 3 reboot)")
+	root := flag.String("root", "", "with --listen: directory standing for the guest's / in the file routes")
+	proc := flag.String("proc", "", "with --listen: directory standing for the guest's /proc (health, ports)")
 	flag.Parse()
 	if *vsockPort > 1<<32-1 {
 		fmt.Fprintf(os.Stderr, "banger-agent: --vsock-port %d is out of range\n", *vsockPort)
 		return 2
 	}
 	if *listen != "" {
-		return runListen(*listen)
+		return runListen(*listen, *root, *proc)
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -74,8 +76,9 @@ func run() int {
 const exitReboot = 3
 
 // runListen serves the agent API on a host unix socket, for tests and
-// development: nothing is powered off, the agent exits instead.
-func runListen(addr string) int {
+// development: nothing is powered off, the agent exits instead. root and
+// proc, when set, stand for the guest's / (file routes) and /proc.
+func runListen(addr, root, proc string) int {
 	path, ok := strings.CutPrefix(addr, "unix:")
 	if !ok || path == "" {
 		fmt.Fprintf(os.Stderr, "banger-agent: --listen %q: want unix:PATH\n", addr)
@@ -100,6 +103,8 @@ func runListen(addr string) int {
 		Logger:  log,
 		Version: agentVersion(),
 		Home:    home,
+		Root:    root,
+		Proc:    proc,
 		PowerOff: func(_ context.Context, reboot bool) error {
 			c := 0
 			if reboot {

@@ -28,13 +28,15 @@ type VM struct {
 	MAC        string     `json:"mac"`
 	Tap        string     `json:"tap"`
 	Hypervisor string     `json:"hypervisor,omitempty"`
-	PID        int        `json:"pid,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	LastError  string     `json:"last_error,omitempty"`
-	Dir        string     `json:"dir"`
-	ConsoleLog string     `json:"console_log"`
-	NAT        bool       `json:"nat"`
+	// HypervisorReason says why the daemon uses this hypervisor.
+	HypervisorReason string     `json:"hypervisor_reason,omitempty"`
+	PID              int        `json:"pid,omitempty"`
+	CreatedAt        time.Time  `json:"created_at"`
+	StartedAt        *time.Time `json:"started_at,omitempty"`
+	LastError        string     `json:"last_error,omitempty"`
+	Dir              string     `json:"dir"`
+	ConsoleLog       string     `json:"console_log"`
+	NAT              bool       `json:"nat"`
 	// Forwards are the host-to-guest port forwards, "hostaddr:port:guestport".
 	Forwards []string `json:"forwards,omitempty"`
 }

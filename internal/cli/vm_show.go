@@ -38,6 +38,9 @@ func (a *App) vmShowCmd() *cobra.Command {
 			if v.Hypervisor != "" {
 				row("hypervisor", v.Hypervisor)
 			}
+			if v.HypervisorReason != "" {
+				row("why", v.HypervisorReason)
+			}
 			if v.PID != 0 {
 				row("pid", fmt.Sprint(v.PID))
 			}

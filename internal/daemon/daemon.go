@@ -92,7 +92,7 @@ func New(o Options) (*Daemon, error) {
 		Layout: o.Layout, Config: o.Config, Store: st,
 		Images: vmImages{d}, Kernels: vmKernels{d},
 		Net:     &hostNet{c: roothelper.NewClient(o.Layout.HelperSocket()), bridge: o.Config.Network.Bridge, bridgeUp: d.syncResolver},
-		Backend: backend, Accel: choice.Accel, Log: o.Log,
+		Backend: backend, Accel: choice.Accel, HypervisorReason: choice.Reason, Log: o.Log,
 		Forwards: forwards{portfwd.NewManager(portfwd.Config{Log: o.Log.With("component", "portfwd")})},
 		FileSync: fileSync{home: o.Home, entries: o.Config.FileSync},
 		Guest:    d.ssh,

@@ -17,6 +17,7 @@ import (
 	"github.com/banger/banger/internal/roothelper"
 	"github.com/banger/banger/internal/sandbox"
 	"github.com/banger/banger/internal/vmm"
+	"github.com/banger/banger/internal/vmm/firecracker"
 	"github.com/banger/banger/internal/vmm/qemu"
 )
 
@@ -26,6 +27,8 @@ func chooseBackend(ctx context.Context, cfg *config.Config, d *Daemon) (vmm.Back
 	kvm := host.ProbeKVM(ctx)
 	fc := host.Look(ctx, "firecracker", cfg.FirecrackerBin)
 	q := host.Look(ctx, "qemu-system-x86_64", cfg.QEMUBin)
+	// Tests run a stand-in firecracker on hosts without KVM.
+	kvm, testMode := host.WithoutKVMForTests(cfg.Hypervisor, kvm)
 	choice, err := host.Choose(cfg.Hypervisor, kvm, fc, q)
 	if err != nil {
 		return nil, choice, err
@@ -33,11 +36,43 @@ func chooseBackend(ctx context.Context, cfg *config.Config, d *Daemon) (vmm.Back
 	switch choice.Backend {
 	case "qemu":
 		return qemu.New(qemu.Config{Binary: q.Path, Logger: d.log}), choice, nil
+	case "firecracker":
+		if testMode {
+			choice.Reason += " (" + host.EnvFirecrackerWithoutKVM + "=1: tests only, KVM not checked)"
+		}
+		fcCfg := firecracker.Config{Binary: fc.Path, Logger: d.log}
+		if cfg.JailerEnabled {
+			j := host.Look(ctx, "jailer", cfg.JailerBin)
+			switch {
+			case j.Err != nil:
+				return nil, choice, api.WithHint(api.Errorf(api.CodeUnavailable, "jailer_enabled is set but there is no usable jailer: %v", j.Err),
+					"install the jailer of the same Firecracker release, set jailer_bin, or set jailer_enabled = false")
+			case j.Version != fc.Version:
+				return nil, choice, api.WithHint(api.Errorf(api.CodeUnavailable, "jailer %s at %s does not match firecracker %s at %s", j.Version, j.Path, fc.Version, fc.Path),
+					"install the jailer and firecracker of one release")
+			}
+			fcCfg.Jailer = &firecracker.Jailer{Binary: j.Path, Jails: jails{roothelper.NewClient(d.layout.HelperSocket())}}
+			choice.Reason += ", jailed (jailer " + j.Version + ")"
+		}
+		return firecracker.New(fcCfg), choice, nil
 	default:
-		return nil, choice, api.WithHint(api.Errorf(api.CodeUnavailable, "the %s backend is not available in this build", choice.Backend),
-			`set hypervisor = "qemu" in the config`)
+		return nil, choice, api.Errorf(api.CodeUnavailable, "unknown backend %q", choice.Backend)
 	}
 }
+
+// jails adapts the root helper's jailer operations to the Firecracker
+// backend.
+type jails struct{ c *roothelper.Client }
+
+func (j jails) LaunchJail(ctx context.Context, r firecracker.JailRequest) (firecracker.Jailed, error) {
+	out, err := j.c.LaunchJailer(ctx, roothelper.JailerLaunchRequest{
+		ID: r.ID, Jailer: r.Jailer, Firecracker: r.Firecracker,
+		Files: r.Files, Dirs: r.Dirs, APISocket: r.APISocket, ConsoleLog: r.ConsoleLog,
+	})
+	return firecracker.Jailed{PID: out.PID, StartTime: out.StartTime, Root: out.Root}, err
+}
+
+func (j jails) CleanupJail(ctx context.Context, id string) error { return j.c.CleanupJail(ctx, id) }
 
 // unavailableBackend answers every start with why no hypervisor can run.
 type unavailableBackend struct{ err error }
@@ -113,12 +148,19 @@ func (v vmKernels) BootFiles(ctx context.Context, name, backend string) (string,
 	if err != nil {
 		return "", "", err
 	}
+	if backend == firecracker.Name {
+		if p := host.FirecrackerKernelProblem(v.d.choice.Version, k.MMIOCmdlineDevices); p != "" {
+			return "", "", api.WithHint(api.Errorf(api.CodeUnavailable, "kernel %q cannot boot under firecracker: %s", name, p),
+				"install Firecracker >= "+host.FirecrackerACPI+", use a kernel built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y (banger kernel import), or set hypervisor = \"qemu\"")
+		}
+	}
 	initrd, err := kernels.Initramfs(ctx, k, v.d.layout.AgentBinary())
 	if err != nil {
 		return "", "", fmt.Errorf("build initramfs for kernel %q: %w", name, err)
 	}
+	// Firecracker (up to 1.16.1 on x86_64) loads only an ELF vmlinux.
 	path := k.VmlinuzPath()
-	if backend == "firecracker" || path == "" {
+	if backend == firecracker.Name || path == "" {
 		path = k.VmlinuxPath()
 	}
 	return path, initrd, nil

@@ -139,10 +139,11 @@ func Run(ctx context.Context, env Env) Report {
 
 	// Hypervisors.
 	fc := pr.Look(ctx, "firecracker", cfg.FirecrackerBin)
-	if fc.Err == nil {
-		add("hypervisor", "firecracker", Pass, fc.Path+" "+fc.Version, "")
-	} else {
-		add("hypervisor", "firecracker", Warn, "not found", "optional: install Firecracker (>= 1.5) and set firecracker_bin, for fast VMs on KVM hosts")
+	s, detail, fix := firecrackerCheck(fc)
+	add("hypervisor", "firecracker", s, detail, fix)
+	if cfg.JailerEnabled {
+		s, detail, fix := jailerCheck(pr.Look(ctx, "jailer", cfg.JailerBin), fc)
+		add("hypervisor", "jailer", s, detail, fix)
 	}
 	qemu := pr.Look(ctx, "qemu-system-x86_64", cfg.QEMUBin)
 	if qemu.Err == nil {
@@ -150,7 +151,8 @@ func Run(ctx context.Context, env Env) Report {
 	} else {
 		add("hypervisor", "qemu", Warn, "not found", "apt-get install qemu-system-x86")
 	}
-	choice, err := host.Choose(cfg.Hypervisor, kvm, fc, qemu)
+	chooseKVM, _ := host.WithoutKVMForTests(cfg.Hypervisor, kvm)
+	choice, err := host.Choose(cfg.Hypervisor, chooseKVM, fc, qemu)
 	if err != nil {
 		fix := api.HintOf(err)
 		if fix == "" {
@@ -203,6 +205,33 @@ func Run(ctx context.Context, env Env) Report {
 		}
 	}
 	return r
+}
+
+// firecrackerCheck reports the Firecracker found and what its version
+// means for guests.
+func firecrackerCheck(fc host.Tool) (Status, string, string) {
+	install := "install Firecracker >= " + host.FirecrackerACPI + " and set firecracker_bin"
+	switch {
+	case fc.Err != nil:
+		return Warn, "not found", "optional: " + install + ", for fast VMs on KVM hosts"
+	case !host.AtLeast(fc.Version, host.MinFirecracker):
+		return Warn, fmt.Sprintf("%s %s: older than %s, not used", fc.Path, fc.Version, host.MinFirecracker), install
+	case !host.AtLeast(fc.Version, host.FirecrackerACPI):
+		return Warn, fmt.Sprintf("%s %s: before %s guests find their disks only through virtio_mmio.device= parameters, so only kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES boot (Debian's cloud kernel is not)", fc.Path, fc.Version, host.FirecrackerACPI),
+			install + " to boot stock kernels"
+	}
+	return Pass, fmt.Sprintf("%s %s: guests find their devices through ACPI; kernels load as ELF vmlinux", fc.Path, fc.Version), ""
+}
+
+// jailerCheck reports the jailer that jailer_enabled asks for.
+func jailerCheck(j, fc host.Tool) (Status, string, string) {
+	switch {
+	case j.Err != nil:
+		return Fail, "jailer_enabled is set but there is no usable jailer: " + oneLine(j.Err), "install the jailer of your Firecracker release and set jailer_bin, or set jailer_enabled = false"
+	case fc.Err == nil && j.Version != fc.Version:
+		return Fail, fmt.Sprintf("%s %s does not match firecracker %s", j.Path, j.Version, fc.Version), "install the jailer and firecracker of one release"
+	}
+	return Pass, fmt.Sprintf("%s %s (jailer_enabled: Firecracker runs chrooted as the owner, launched by bangerd-root)", j.Path, j.Version), ""
 }
 
 func checkServices(ctx context.Context, env Env, pr *Probes, add func(string, string, Status, string, string)) {

@@ -1,6 +1,9 @@
 package host
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Choice is the hypervisor banger will use and why, in one line for the
 // user.
@@ -39,6 +42,20 @@ const (
 	installQEMU        = "install qemu-system-x86 (apt-get install qemu-system-x86)"
 	installFirecracker = "install Firecracker >= " + FirecrackerACPI + " from https://github.com/firecracker-microvm/firecracker/releases or set firecracker_bin"
 )
+
+// EnvFirecrackerWithoutKVM, set to 1, makes an explicit hypervisor =
+// "firecracker" skip the KVM check: for tests that run a stand-in
+// firecracker on hosts without KVM. It is never honoured for "auto".
+const EnvFirecrackerWithoutKVM = "BANGER_TEST_FIRECRACKER_WITHOUT_KVM"
+
+// WithoutKVMForTests returns kvm as usable, and true, when the test switch
+// EnvFirecrackerWithoutKVM applies to setting; kvm unchanged otherwise.
+func WithoutKVMForTests(setting string, kvm KVM) (KVM, bool) {
+	if setting != "firecracker" || kvm.Usable || os.Getenv(EnvFirecrackerWithoutKVM) != "1" {
+		return kvm, false
+	}
+	return KVM{Present: kvm.Present, Usable: true, Reason: EnvFirecrackerWithoutKVM + "=1 (tests only): KVM not checked"}, true
+}
 
 // Choose picks the hypervisor from the configured setting ("auto", "" for
 // auto, "firecracker" or "qemu") and what was found on the host.

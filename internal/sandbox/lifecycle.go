@@ -412,9 +412,10 @@ func (m *Manager) stop(ctx context.Context, name string) error {
 	rn.stopping = true
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StopTimeout)
 	defer cancel()
-	// The agent syncs the guest's disks and powers off; QEMU (-no-reboot)
-	// then exits. Without an agent, ask the VMM to power the guest down.
-	if err := rn.agent.Shutdown(sctx, false); err != nil {
+	// The agent syncs the guest's disks and powers off (QEMU exits) or,
+	// where only a reboot ends the VMM, reboots (Firecracker exits). Without
+	// an agent, ask the VMM to power the guest down.
+	if err := rn.agent.Shutdown(sctx, vmm.GuestOf(m.cfg.Backend).ExitOnReboot); err != nil {
 		m.cfg.Log.Info("agent shutdown failed, asking the VMM", "vm", name, "err", err)
 		rn.m.Shutdown(sctx)
 	}

@@ -64,7 +64,9 @@ type Config struct {
 	Backend vmm.Backend
 	// Accel is the backend's accelerator ("kvm" or "tcg").
 	Accel string
-	Log   *slog.Logger
+	// HypervisorReason says why this backend was chosen (vm show).
+	HypervisorReason string
+	Log              *slog.Logger
 	// StopTimeout bounds a graceful stop before the VMM is killed.
 	StopTimeout time.Duration
 	// Guest sets up a booted guest for ssh (authorized key, host key);
@@ -181,7 +183,7 @@ func (m *Manager) view(r record) api.VM {
 		Name: r.Name, ID: r.ID, Image: r.Image, Kernel: r.Kernel, VCPU: r.VCPU, MemoryMiB: r.MemoryMiB,
 		DiskBytes: r.DiskBytes, IP: r.IP, MAC: r.MAC, Tap: r.Tap, Hypervisor: r.Hypervisor,
 		CreatedAt: r.CreatedAt, LastError: r.LastError, Dir: m.vmDir(r), ConsoleLog: filepath.Join(m.vmDir(r), consoleLog),
-		NAT: r.NAT, Forwards: r.Forwards,
+		NAT: r.NAT, Forwards: r.Forwards, HypervisorReason: m.cfg.HypervisorReason,
 	}
 	rn := m.runOf(r.Name)
 	switch {

@@ -67,6 +67,10 @@ type Guest struct {
 	// port, reached through the host socket Spec.AgentSocket (Firecracker's
 	// hybrid vsock). Zero means a virtio-serial port on AgentSocket.
 	AgentVsockPort uint32
+	// ExitOnReboot: the VMM process ends when the guest reboots but not
+	// when it powers off (Firecracker on x86, which has no ACPI power-off
+	// to act on), so a stop asks the guest to reboot after syncing.
+	ExitOnReboot bool
 }
 
 // GuestConventions is implemented by backends whose guests differ from the

@@ -117,7 +117,7 @@ func (b *Backend) Name() string { return Name }
 // Guest says what Firecracker's guests are told: disks by order, agent on
 // vsock.
 func (b *Backend) Guest() vmm.Guest {
-	return vmm.Guest{DisksByOrder: true, AgentVsockPort: AgentPort}
+	return vmm.Guest{DisksByOrder: true, AgentVsockPort: AgentPort, ExitOnReboot: true}
 }
 
 // APISocket is the VM's API socket.
@@ -133,16 +133,9 @@ func MetricsFile(runDir string) string { return filepath.Join(runDir, MetricsNam
 // boots it; it returns once Firecracker reports the VM running. Firecracker
 // runs in its own session with the serial console (its stdout) and stderr
 // appended to Spec.ConsoleLog, so neither a terminal's Ctrl-C nor the
-// daemon's exit reaches it. ctx bounds only the start.
+// daemon's exit reaches it. ctx bounds only the start. Errors do not
+// repeat the VM's name: the caller's "start vm NAME:" prefix says it.
 func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error) {
-	m, err := b.start(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("start vm %q: %w", spec.Name, err)
-	}
-	return m, nil
-}
-
-func (b *Backend) start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error) {
 	plan, err := b.plan(spec)
 	if err != nil {
 		return nil, err

@@ -177,8 +177,16 @@ func TestStartRequestSequenceAndShutdown(t *testing.T) {
 		return agent.DialFirecrackerVsock(ctx, rec.AgentSocket, rec.AgentVsockPort)
 	}})
 	defer c.Close()
-	if h, err := c.WaitReady(ctx, 20*time.Millisecond); err != nil || !h.Ready {
+	if h, err := c.WaitReady(ctx, 20*time.Millisecond); err != nil || !h.Ready || h.Hostname != "f1" {
 		t.Fatalf("agent over vsock: %+v, %v", h, err)
+	}
+	// The emulated guest has sshd listening and a host key, as a booted
+	// golden image does.
+	if ports, err := c.Ports(ctx); err != nil || len(ports) != 1 || ports[0].Port != 22 {
+		t.Errorf("guest ports: %+v, %v", ports, err)
+	}
+	if key, err := c.ReadFile(ctx, "/etc/ssh/ssh_host_ed25519_key.pub"); err != nil || !strings.HasPrefix(string(key), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI") {
+		t.Errorf("guest host key: %q, %v", key, err)
 	}
 
 	// Shutdown is Ctrl+Alt+Del; the guest reboots, which ends Firecracker.
@@ -247,19 +255,19 @@ func TestStartFailures(t *testing.T) {
 		{
 			name: "a fault names the request and carries fault_message",
 			cfg:  firecrackertest.Config{Faults: map[string]string{"PUT /network-interfaces/eth0": "Could not create the network device: Open tap device failed: Operation not permitted (os error 1)."}},
-			want: `start vm "fc": firecracker refused PUT /network-interfaces/eth0 (400): Could not create the network device: Open tap device failed: Operation not permitted (os error 1).`,
+			want: `firecracker refused PUT /network-interfaces/eth0 (400): Could not create the network device: Open tap device failed: Operation not permitted (os error 1).`,
 		},
 		{
 			name: "a kernel that is not ELF",
 			change: func(fx *fixture, s *vmm.Spec) {
 				s.Kernel = filepath.Join(fx.dir, "initrd.img")
 			},
-			want: `start vm "fc": firecracker refused PUT /actions (400): Start microvm error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image`,
+			want: `firecracker refused PUT /actions (400): Start microvm error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image`,
 		},
 		{
 			name:   "too many vCPUs",
 			change: func(_ *fixture, s *vmm.Spec) { s.VCPU = 33 },
-			want:   `start vm "fc": 33 vCPUs: firecracker runs at most 32`,
+			want:   `33 vCPUs: firecracker runs at most 32`,
 		},
 		{
 			name:   "a missing disk",
@@ -347,7 +355,7 @@ func TestAdopt(t *testing.T) {
 }
 
 func TestGuestConventions(t *testing.T) {
-	if diff := cmp.Diff(vmm.Guest{DisksByOrder: true, AgentVsockPort: 1024}, vmm.GuestOf(New(Config{}))); diff != "" {
+	if diff := cmp.Diff(vmm.Guest{DisksByOrder: true, AgentVsockPort: 1024, ExitOnReboot: true}, vmm.GuestOf(New(Config{}))); diff != "" {
 		t.Error(diff)
 	}
 }

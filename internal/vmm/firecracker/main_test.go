@@ -16,13 +16,18 @@ import (
 
 // TestMain turns the test binary into a stand-in:
 //
-//   - with "--listen unix:PATH", banger-agent's test mode: the agent API on
-//     a unix socket, exiting 0 after a power-off request and 3 after a
-//     reboot request (what the fake's emulated guest runs);
+//   - with "--listen unix:PATH [--root DIR --proc DIR]", banger-agent's
+//     test mode: the agent API on a unix socket, exiting 0 after a
+//     power-off request and 3 after a reboot request (what the fake's
+//     emulated guest runs);
 //   - with firecrackertest.EnvConfig set, the strict fake firecracker.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "--listen" {
-		os.Exit(standInAgent(strings.TrimPrefix(os.Args[2], "unix:")))
+	if len(os.Args) >= 3 && os.Args[1] == "--listen" {
+		args := map[string]string{}
+		for i := 1; i+1 < len(os.Args); i += 2 {
+			args[os.Args[i]] = os.Args[i+1]
+		}
+		os.Exit(standInAgent(strings.TrimPrefix(args["--listen"], "unix:"), args["--root"], args["--proc"]))
 	}
 	if os.Getenv(firecrackertest.EnvConfig) != "" {
 		os.Exit(firecrackertest.Main())
@@ -30,7 +35,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func standInAgent(path string) int {
+func standInAgent(path, root, proc string) int {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return 1
@@ -42,6 +47,8 @@ func standInAgent(path string) int {
 	a := agent.New(agent.Config{
 		Logger: slog.New(slog.DiscardHandler),
 		Home:   os.TempDir(),
+		Root:   root,
+		Proc:   proc,
 		PowerOff: func(_ context.Context, reboot bool) error {
 			c := 0
 			if reboot {

@@ -62,6 +62,10 @@ type Config struct {
 	// Faults answer a request, "PUT /network-interfaces/eth0", with a 400
 	// and this fault_message, whatever its body.
 	Faults map[string]string `json:"faults,omitempty"`
+	// Chroot emulates the jailer's chroot: every path the fake is given
+	// (--api-sock, and the files and sockets requests name) is looked up
+	// inside this directory, as a jailed Firecracker sees them.
+	Chroot string `json:"chroot,omitempty"`
 }
 
 // WriteConfig writes cfg to path (0644: the fake may run as another user).
@@ -200,11 +204,11 @@ func (r *recorder) close() {
 
 // run serves the API until the emulated guest ends the process.
 func (f *fake) run() int {
-	if _, err := os.Lstat(f.opts.apiSock); err == nil {
+	if _, err := os.Lstat(f.in(f.opts.apiSock)); err == nil {
 		fmt.Fprintf(os.Stderr, "Error: Failed to open the API socket at: %s. Check that it is not already used.\n", f.opts.apiSock)
 		return 1
 	}
-	ln, err := net.Listen("unix", f.opts.apiSock)
+	ln, err := net.Listen("unix", f.in(f.opts.apiSock))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: Failed to open the API socket at: %s: %v\n", f.opts.apiSock, err)
 		return 1
@@ -218,6 +222,15 @@ func (f *fake) run() int {
 	f.mu.Unlock()
 	ln.Close()
 	return code
+}
+
+// in is where the fake finds a path it was given: inside its emulated
+// chroot, if any.
+func (f *fake) in(path string) string {
+	if f.cfg.Chroot == "" {
+		return path
+	}
+	return filepath.Join(f.cfg.Chroot, path)
 }
 
 // maxPayload is Firecracker's default --http-api-max-payload-size.

@@ -3,6 +3,11 @@ package firecrackertest
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -66,13 +71,17 @@ func (f *fake) startGuest() error {
 	if f.cfg.Agent != "" {
 		dir := os.TempDir()
 		if f.vm.Vsock != nil {
-			dir = filepath.Dir(f.vm.Vsock.UDSPath)
+			dir = filepath.Dir(f.in(f.vm.Vsock.UDSPath))
 		}
-		g.sock = filepath.Join(dir, "fake-guest-"+strconv.Itoa(os.Getpid())+".sock")
+		g.sock = filepath.Join(dir, "fg"+strconv.Itoa(os.Getpid())+".sock")
 		os.Remove(g.sock)
+		root, proc, err := f.guestFiles(filepath.Join(dir, "fake-guest"))
+		if err != nil {
+			return fmt.Errorf("fake guest: %w", err)
+		}
 		g.cmd = &exec.Cmd{
 			Path:   f.cfg.Agent,
-			Args:   []string{f.cfg.Agent, "--listen", "unix:" + g.sock},
+			Args:   []string{f.cfg.Agent, "--listen", "unix:" + g.sock, "--root", root, "--proc", proc},
 			Stdout: os.Stdout, // the guest's console is Firecracker's stdout
 			Stderr: os.Stdout,
 			SysProcAttr: &syscall.SysProcAttr{
@@ -93,6 +102,50 @@ func (f *fake) startGuest() error {
 	f.state = stateRunning
 	close(f.booted)
 	return nil
+}
+
+// guestFiles lays out what the emulated guest shows through its agent: a
+// file system with /root and an ssh host key (derived from the VM id, so
+// that it stays the same across boots, as a guest's key stays on its
+// disk), and a procfs with sshd listening on port 22, a boot id, the
+// hostname from banger.hostname= and an uptime.
+func (f *fake) guestFiles(dir string) (root, proc string, err error) {
+	root, proc = filepath.Join(dir, "root"), filepath.Join(dir, "proc")
+	os.RemoveAll(dir)
+	hostname := f.opts.id
+	for _, a := range strings.Fields(f.bootArgs()) {
+		if h, ok := strings.CutPrefix(a, "banger.hostname="); ok {
+			hostname = h
+		}
+	}
+	seed := sha256.Sum256([]byte("fake guest host key " + f.opts.id))
+	pub := ed25519.NewKeyFromSeed(seed[:]).Public().(ed25519.PublicKey)
+	var blob []byte
+	for _, part := range [][]byte{[]byte("ssh-ed25519"), pub} {
+		blob = binary.BigEndian.AppendUint32(blob, uint32(len(part)))
+		blob = append(blob, part...)
+	}
+	bootID := make([]byte, 16)
+	rand.Read(bootID)
+	files := map[string]string{
+		"root/etc/ssh/ssh_host_ed25519_key.pub": "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " root@" + hostname + "\n",
+		"root/root/.keep":                       "",
+		"proc/net/tcp": "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+			"   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n",
+		"proc/sys/kernel/random/boot_id": fmt.Sprintf("%x-%x-%x-%x-%x\n", bootID[0:4], bootID[4:6], bootID[6:8], bootID[8:10], bootID[10:]),
+		"proc/sys/kernel/hostname":       hostname + "\n",
+		"proc/uptime":                    "1.00 1.00\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", "", err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return "", "", err
+		}
+	}
+	return root, proc, nil
 }
 
 func (f *fake) bootArgs() string {
@@ -179,7 +232,7 @@ func (g *guest) kill() {
 // bindVsock binds the hybrid vsock socket, as PUT /vsock does. The caller
 // holds f.mu.
 func (f *fake) bindVsock(path string) error {
-	ln, err := net.Listen("unix", path)
+	ln, err := net.Listen("unix", f.in(path))
 	if err != nil {
 		return err
 	}

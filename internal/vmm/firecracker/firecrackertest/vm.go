@@ -320,13 +320,13 @@ func (f *fake) putBootSource(body []byte) answer {
 	if err := validate(f.defs, "BootSource", body, &b); err != nil {
 		return serdeFault(err)
 	}
-	k, err := os.Open(b.KernelImagePath)
+	k, err := os.Open(f.in(b.KernelImagePath))
 	if err != nil {
 		return fault("Boot source error: The kernel file cannot be opened: %v", err)
 	}
 	k.Close()
 	if b.InitrdPath != "" {
-		i, err := os.Open(b.InitrdPath)
+		i, err := os.Open(f.in(b.InitrdPath))
 		if err != nil {
 			return fault("Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. %v", err)
 		}
@@ -357,7 +357,7 @@ func (f *fake) putDrive(id string, body []byte) answer {
 	if d.PathOnHost == nil || d.IsReadOnly == nil {
 		return fault("Drive config error: a virtio-block drive needs path_on_host and is_read_only")
 	}
-	if err := openDisk(*d.PathOnHost, *d.IsReadOnly); err != nil {
+	if err := openDisk(f.in(*d.PathOnHost), *d.IsReadOnly); err != nil {
 		return fault("Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: %v", err)
 	}
 	at := slices.IndexFunc(f.vm.Drives, func(x drive) bool { return x.DriveID == id })
@@ -414,7 +414,7 @@ func (f *fake) patchDrive(id string, body []byte) answer {
 		return fault("Drive config error: Invalid block device ID!")
 	}
 	if d.PathOnHost != nil {
-		if err := openDisk(*d.PathOnHost, *f.vm.Drives[at].IsReadOnly); err != nil {
+		if err := openDisk(f.in(*d.PathOnHost), *f.vm.Drives[at].IsReadOnly); err != nil {
 			return fault("Drive config error: Unable to patch the block device: %v", err)
 		}
 		f.vm.Drives[at].PathOnHost = d.PathOnHost
@@ -431,7 +431,7 @@ func (f *fake) putLogger(body []byte) answer {
 		return serdeFault(err)
 	}
 	if l.LogPath != nil {
-		file, err := os.OpenFile(*l.LogPath, os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK, 0o644)
+		file, err := os.OpenFile(f.in(*l.LogPath), os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK, 0o644)
 		if err != nil {
 			return fault("Logger error: Failed to open target file: %v", err)
 		}
@@ -454,7 +454,7 @@ func (f *fake) putMetrics(body []byte) answer {
 	if f.metrics != nil {
 		return fault("Metrics error: Reinitialization of metrics not allowed.")
 	}
-	file, err := os.OpenFile(m.MetricsPath, os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK, 0o644)
+	file, err := os.OpenFile(f.in(m.MetricsPath), os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK, 0o644)
 	if err != nil {
 		return fault("Metrics error: Failed to open target file: %v", err)
 	}
@@ -680,10 +680,10 @@ func (f *fake) putSnapshotCreate(body []byte) answer {
 		return fault("Create snapshot error: Diff snapshots require track_dirty_pages in the machine configuration")
 	}
 	state, _ := json.Marshal(f.vm)
-	if err := os.WriteFile(s.SnapshotPath, state, 0o600); err != nil {
+	if err := os.WriteFile(f.in(s.SnapshotPath), state, 0o600); err != nil {
 		return fault("Create snapshot error: Cannot save the microVM state: %v", err)
 	}
-	mem, err := os.OpenFile(s.MemFilePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	mem, err := os.OpenFile(f.in(s.MemFilePath), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err == nil {
 		err = mem.Truncate(int64(f.vm.Machine.MemSizeMiB) << 20)
 		mem.Close()
@@ -716,7 +716,7 @@ func (f *fake) putSnapshotLoad(body []byte) answer {
 	case s.MemBackend != nil:
 		mem = s.MemBackend.BackendPath
 	}
-	b, err := os.ReadFile(s.SnapshotPath)
+	b, err := os.ReadFile(f.in(s.SnapshotPath))
 	var vm vmConfig
 	if err == nil {
 		err = json.Unmarshal(b, &vm)
@@ -724,11 +724,11 @@ func (f *fake) putSnapshotLoad(body []byte) answer {
 	if err != nil {
 		return fault("Load snapshot error: Cannot load snapshot state: %v", err)
 	}
-	if _, err := os.Stat(mem); err != nil {
+	if _, err := os.Stat(f.in(mem)); err != nil {
 		return fault("Load snapshot error: Cannot load the guest memory: %v", err)
 	}
 	for _, d := range vm.Drives {
-		if err := openDisk(*d.PathOnHost, *d.IsReadOnly); err != nil {
+		if err := openDisk(f.in(*d.PathOnHost), *d.IsReadOnly); err != nil {
 			return fault("Load snapshot error: Cannot restore devices: %v", err)
 		}
 	}
@@ -783,7 +783,7 @@ func (f *fake) checkBoot() error {
 	if b == nil {
 		return fmt.Errorf("Cannot start microvm without kernel configuration.")
 	}
-	if p := kernelProblem(b.KernelImagePath); p != "" {
+	if p := kernelProblem(f.in(b.KernelImagePath)); p != "" {
 		return fmt.Errorf("%s", p)
 	}
 	args := defaultBootArgs
