@@ -43,6 +43,7 @@ func TestArgsGolden(t *testing.T) {
 			s.Disks = disks
 			s.NIC = &vmm.NIC{Tap: "bgtapa1b2c3", MAC: "52:54:00:ab:cd:ef"}
 		}, Options{Sandbox: true}},
+		{"kvm-minimal", func(s *vmm.Spec) { s.Accel = vmm.AccelKVM }, Options{}},
 		{"kvm-readonly-disk", func(s *vmm.Spec) {
 			s.Accel = vmm.AccelKVM
 			s.VCPU, s.MemoryMiB = 4, 4096

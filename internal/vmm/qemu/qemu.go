@@ -63,12 +63,9 @@ func (b *Backend) Name() string { return Name }
 // RunDir/qemu.log, so neither a terminal's Ctrl-C nor the daemon's exit
 // reaches it. ctx bounds only the start: cancelling it later leaves the VM
 // running.
+// Its errors name no VM: the caller's ("start vm %q: ...") does.
 func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error) {
-	m, err := b.start(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("start vm %q: %w", spec.Name, err)
-	}
-	return m, nil
+	return b.start(ctx, spec)
 }
 
 func (b *Backend) start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error) {

@@ -166,7 +166,7 @@ func TestStartFailures(t *testing.T) {
 		change    func(*vmm.Spec)
 		want      []string
 	}{
-		{"qemu exits", "fail", func(*vmm.Spec) {}, []string{`start vm "fake": qemu exited during start`, "Could not open '/nope'"}},
+		{"qemu exits", "fail", func(*vmm.Spec) {}, []string{"qemu exited during start", "Could not open '/nope'"}},
 		{"qemu never answers", "hang", func(*vmm.Spec) {}, []string{"did not open its QMP socket within 300ms"}},
 		{"missing kernel", "serve", func(s *vmm.Spec) { s.Kernel += ".gone" }, []string{"vmlinuz.gone: no such file"}},
 		{"missing disk", "serve", func(s *vmm.Spec) { s.Disks[0].Path += ".gone" }, []string{"root.img.gone: no such file"}},
