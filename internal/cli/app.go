@@ -110,7 +110,7 @@ func (a *App) NewRoot() *cobra.Command {
 systemd, sshd, Docker and git. The owner daemon (bangerd) does the work; this
 CLI talks to it over a unix socket.
 
-Start with: banger doctor`,
+Start with: banger doctor, then banger vm run (a fresh VM and a shell in it).`,
 		Version:       buildinfo.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
