@@ -13,7 +13,9 @@ echo "==> installing host packages"
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   make git qemu-system-x86 e2fsprogs debootstrap debian-archive-keyring \
-  iproute2 nftables openssh-client ca-certificates util-linux gpgv wget npm >/dev/null
+  iproute2 nftables openssh-client ca-certificates util-linux gpgv wget >/dev/null
+# npm fetches mise for the default image; a Node.js install may bring its own.
+command -v npm >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
 
 export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null; then
