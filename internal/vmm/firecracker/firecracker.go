@@ -20,9 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/banger/banger/internal/command"
 	"github.com/banger/banger/internal/vmm"
 )
 
@@ -140,14 +137,14 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error
 	if err != nil {
 		return nil, err
 	}
-	if err := inputsExist(spec); err != nil {
+	if err := vmm.InputsExist(spec); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(spec.RunDir, 0o700); err != nil {
 		return nil, err
 	}
 	for _, p := range []string{plan.api, spec.AgentSocket} {
-		if err := clearSocket(ctx, p); err != nil {
+		if err := vmm.ClearSocket(ctx, p); err != nil {
 			return nil, err
 		}
 	}
@@ -171,7 +168,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error
 	}
 	if err := b.boot(ctx, spec, plan); err != nil {
 		err = abort(ctx, m, err)
-		if tail := logTail(plan.log); tail != "" && !isAPIError(err) {
+		if tail := vmm.LogTail(plan.log, 3); tail != "" && !isAPIError(err) {
 			err = fmt.Errorf("%w; %s: %s", err, plan.log, tail)
 		}
 		return nil, err
@@ -406,58 +403,3 @@ func (b *Backend) Adopt(rec vmm.Record) (*vmm.Machine, error) {
 type control struct{ c *Client }
 
 func (c control) Powerdown(ctx context.Context) error { return c.c.SendCtrlAltDel(ctx) }
-
-// inputsExist names a missing kernel, initrd or disk before Firecracker
-// does it less clearly.
-func inputsExist(spec vmm.Spec) error {
-	paths := []string{spec.Kernel}
-	if spec.Initrd != "" {
-		paths = append(paths, spec.Initrd)
-	}
-	for _, d := range spec.Disks {
-		paths = append(paths, d.Path)
-	}
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			return fmt.Errorf("%s is a directory", p)
-		}
-	}
-	return nil
-}
-
-// clearSocket removes a socket (or, under the jailer, the link to one)
-// left by an earlier run. A socket that still answers belongs to a running
-// VMM: that is refused.
-func clearSocket(ctx context.Context, path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if t := fi.Mode().Type(); t != fs.ModeSocket && t != fs.ModeSymlink {
-		return fmt.Errorf("%s exists and is not a socket", path)
-	}
-	dctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var d net.Dialer
-	if c, err := d.DialContext(dctx, "unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("%s is in use: another VMM is running in this run dir", path)
-	}
-	return os.Remove(path)
-}
-
-// logTail is the end of Firecracker's log for an error message.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return command.Tail(b, 3)
-}

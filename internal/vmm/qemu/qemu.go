@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/banger/banger/internal/command"
 	"github.com/banger/banger/internal/vmm"
 )
 
@@ -75,17 +72,17 @@ func (b *Backend) start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if err := inputsExist(spec); err != nil {
+	if err := vmm.InputsExist(spec); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(spec.RunDir, 0o700); err != nil {
 		return nil, err
 	}
 	qmpPath := QMPSocket(spec.RunDir)
-	if err := clearSocket(ctx, qmpPath); err != nil {
+	if err := vmm.ClearSocket(ctx, qmpPath); err != nil {
 		return nil, err
 	}
-	if err := clearSocket(ctx, spec.AgentSocket); err != nil {
+	if err := vmm.ClearSocket(ctx, spec.AgentSocket); err != nil {
 		return nil, err
 	}
 
@@ -132,7 +129,7 @@ func (b *Backend) start(ctx context.Context, spec vmm.Spec) (*vmm.Machine, error
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		m.Wait(wctx)
-		if tail := logTail(logPath); tail != "" {
+		if tail := vmm.LogTail(logPath, 5); tail != "" {
 			err = fmt.Errorf("%w; %s: %s", err, logPath, tail)
 		}
 		return nil, err
@@ -203,59 +200,4 @@ func (c control) Powerdown(ctx context.Context) error {
 	}
 	defer q.Close()
 	return q.Powerdown(ctx)
-}
-
-// inputsExist names a missing kernel, initrd or disk before QEMU does it
-// less clearly.
-func inputsExist(spec vmm.Spec) error {
-	paths := []string{spec.Kernel}
-	if spec.Initrd != "" {
-		paths = append(paths, spec.Initrd)
-	}
-	for _, d := range spec.Disks {
-		paths = append(paths, d.Path)
-	}
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			return fmt.Errorf("%s is a directory", p)
-		}
-	}
-	return nil
-}
-
-// clearSocket removes a socket left by an earlier run, so that waiting
-// for QEMU's socket to appear cannot find the old one. A socket that
-// still answers belongs to a running VMM: that is refused.
-func clearSocket(ctx context.Context, path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%s exists and is not a socket", path)
-	}
-	dctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var d net.Dialer
-	if c, err := d.DialContext(dctx, "unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("%s is in use: another VMM is running in this run dir", path)
-	}
-	return os.Remove(path)
-}
-
-// logTail is the end of qemu.log for an error message.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return command.Tail(b, 5)
 }
