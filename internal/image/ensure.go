@@ -45,7 +45,7 @@ func (s *Store) Ensure(ctx context.Context, name string, progress func(api.Event
 	if s.builder == nil {
 		return Image{}, fmt.Errorf("pull image %q: no image builder configured", name)
 	}
-	unlock, err := s.locks.lockNotify(ctx, name, func() {
+	unlock, err := s.locks.LockNotify(ctx, name, func() {
 		progress(api.Event{Type: api.EventProgress, Stage: StagePull, Message: "waiting for another pull of " + name})
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/banger/banger/internal/namelock"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -90,7 +91,7 @@ type Store struct {
 	log     *slog.Logger
 	inUse   func(string) []string
 	golden  string
-	locks   nameLocks
+	locks   namelock.Set
 }
 
 const deleteInfix = ".delete-"
@@ -230,7 +231,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	unlock, err := s.locks.lock(ctx, name)
+	unlock, err := s.locks.Lock(ctx, name)
 	if err != nil {
 		return fmt.Errorf("remove image %q: %w", name, err)
 	}

@@ -47,7 +47,7 @@ func (s *Store) Initramfs(ctx context.Context, k Kernel, agentBinary string) (st
 	if s.buildInit == nil {
 		return "", fmt.Errorf("initramfs of kernel %q: no initramfs builder configured", k.Name)
 	}
-	unlock, err := s.locks.lock(ctx, k.Name)
+	unlock, err := s.locks.Lock(ctx, k.Name)
 	if err != nil {
 		return "", fmt.Errorf("initramfs of kernel %q: %w", k.Name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/banger/banger/internal/namelock"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -46,7 +47,7 @@ type Store struct {
 	inUse     func(string) []string
 	buildInit func(ctx context.Context, k Kernel, agentBinary string, w io.Writer) error
 	initTag   string
-	locks     nameLocks
+	locks     namelock.Set
 	agents    agentSums
 }
 
@@ -199,7 +200,7 @@ func (s *Store) create(ctx context.Context, name string, build func(ctx context.
 	if err := ValidateName(name); err != nil {
 		return Kernel{}, err
 	}
-	unlock, err := s.locks.lock(ctx, name)
+	unlock, err := s.locks.Lock(ctx, name)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("import kernel %q: %w", name, err)
 	}
@@ -226,7 +227,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	unlock, err := s.locks.lock(ctx, name)
+	unlock, err := s.locks.Lock(ctx, name)
 	if err != nil {
 		return fmt.Errorf("remove kernel %q: %w", name, err)
 	}

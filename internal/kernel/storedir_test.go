@@ -252,7 +252,7 @@ func TestStoreSweepsStaleEntries(t *testing.T) {
 
 func TestStoreLockCancel(t *testing.T) {
 	s := newTestStore(t, StoreConfig{})
-	unlock, err := s.locks.lock(t.Context(), "busy")
+	unlock, err := s.locks.Lock(t.Context(), "busy")
 	if err != nil {
 		t.Fatal(err)
 	}

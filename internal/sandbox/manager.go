@@ -19,6 +19,7 @@ import (
 	"github.com/banger/banger/internal/api"
 	"github.com/banger/banger/internal/config"
 	"github.com/banger/banger/internal/guest/agent"
+	"github.com/banger/banger/internal/namelock"
 	"github.com/banger/banger/internal/paths"
 	"github.com/banger/banger/internal/state"
 	"github.com/banger/banger/internal/vmm"
@@ -122,8 +123,8 @@ type Manager struct {
 
 	createMu sync.Mutex
 
+	locks namelock.Set
 	mu    sync.Mutex
-	locks map[string]chan struct{}
 	runs  map[string]*run
 }
 
@@ -132,24 +133,16 @@ func New(cfg Config) *Manager {
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 30 * time.Second
 	}
-	return &Manager{cfg: cfg, locks: map[string]chan struct{}{}, runs: map[string]*run{}}
+	return &Manager{cfg: cfg, runs: map[string]*run{}}
 }
 
 // lock takes the per-VM lock, or gives up when ctx ends.
 func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
-	m.mu.Lock()
-	l, ok := m.locks[name]
-	if !ok {
-		l = make(chan struct{}, 1)
-		m.locks[name] = l
+	unlock, err := m.locks.Lock(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("vm %q is busy with another operation: %w", name, err)
 	}
-	m.mu.Unlock()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("vm %q is busy with another operation: %w", name, ctx.Err())
-	}
+	return unlock, nil
 }
 
 func (m *Manager) runOf(name string) *run {
