@@ -77,15 +77,11 @@ func (l Layout) HelperSocket() string     { return filepath.Join(l.HelperDir, "b
 func (l Layout) InstallFile() string      { return filepath.Join(l.EtcDir, "install.toml") }
 func (l Layout) SystemConfig() string     { return filepath.Join(l.EtcDir, "config.toml") }
 func (l Layout) RecordsDir() string       { return filepath.Join(l.StateDir, "state") }
-func (l Layout) VMsDir() string           { return filepath.Join(l.StateDir, "vms") }
 func (l Layout) VMDir(name string) string { return filepath.Join(l.StateDir, "vms", name) }
 func (l Layout) ImagesDir() string        { return filepath.Join(l.StateDir, "images") }
 func (l Layout) KernelsDir() string       { return filepath.Join(l.StateDir, "kernels") }
 func (l Layout) SSHDir() string           { return filepath.Join(l.StateDir, "ssh") }
 func (l Layout) AgentBinary() string      { return filepath.Join(l.LibDir, "banger-agent") }
-func (l Layout) HelperOwnedDirs() []string {
-	return []string{l.StateDir, l.CacheDir, l.RuntimeDir}
-}
 
 // Installed binaries and systemd units of a system install.
 const (
@@ -121,14 +117,3 @@ func (u User) ConfigFile() string { return filepath.Join(u.ConfigDir(), "config.
 
 // SSHConfig is the ssh_config banger maintains for `Include`.
 func (u User) SSHConfig() string { return filepath.Join(u.ConfigDir(), "ssh_config") }
-
-// StateDir is ~/.local/state/banger (honouring XDG_STATE_HOME).
-func (u User) StateDir() string {
-	return filepath.Join(xdg("XDG_STATE_HOME", u.Home, filepath.Join(".local", "state")), "banger")
-}
-
-// SSHKey is the default banger key when ssh_key_path is unset.
-func (u User) SSHKey() string { return filepath.Join(u.StateDir(), "ssh", "id_ed25519") }
-
-// KnownHosts is the user-facing known_hosts file for guests.
-func (u User) KnownHosts() string { return filepath.Join(u.StateDir(), "ssh", "known_hosts") }
