@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/banger/banger/internal/atomicfile"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -368,7 +369,7 @@ func (s *Server) enableForwarding() error {
 	}
 	rec := forwardRecord(s.cfg.Layout)
 	if _, err := os.Lstat(rec); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(rec, cur+"\n"); err != nil {
+		if err := atomicfile.Write(rec, []byte(cur+"\n"), 0o600); err != nil {
 			return fmt.Errorf("record original ip_forward: %w", err)
 		}
 	} else if err != nil {
@@ -407,23 +408,6 @@ func restoreForwarding(ns netNS, l paths.Layout) error {
 	}
 	if err := os.Remove(rec); err != nil {
 		return fmt.Errorf("remove ip_forward record: %w", err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path, content string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(content)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
 	}
 	return nil
 }
