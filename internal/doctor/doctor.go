@@ -4,6 +4,7 @@ package doctor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -260,6 +261,13 @@ func checkServices(ctx context.Context, env Env, pr *Probes, add func(string, st
 	add("services", "bangerd", Pass, fmt.Sprintf("%s on %s (pid %d)", st.Version.Version, st.Socket, st.PID), "")
 	if st.Helper.Reachable {
 		add("services", "bangerd-root", Pass, fmt.Sprintf("%s on %s", st.Helper.Version, st.Helper.Socket), "")
+		var net struct {
+			ForwardDrop []string `json:"forward_drop"`
+		}
+		if json.Unmarshal(st.Helper.Network, &net) == nil && len(net.ForwardDrop) > 0 {
+			add("network", "forwarding", Warn, "forward chains with policy drop: "+strings.Join(net.ForwardDrop, ", ")+" (guests with --nat get no traffic through)",
+				"allow the bridge in that chain, e.g. on Docker hosts: iptables -I DOCKER-USER -i banger0 -j ACCEPT; iptables -I DOCKER-USER -o banger0 -j ACCEPT")
+		}
 	} else {
 		add("services", "bangerd-root", Fail, st.Helper.Error, "sudo banger system restart")
 	}
