@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,33 +88,7 @@ func (f *fakeFC) write(t *testing.T) {
 // startFC is Start with the daemons told to use the fake.
 func (e *Env) startFC(f *fakeFC) {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "banger"), "system", "run", "--owner", ownerName, "--bin-dir", binDir, "--netns", e.NS)
-	cmd.Env = append(e.env(), f.env()...)
-	cmd.Stdout, cmd.Stderr = e.Log, e.Log
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 20 * time.Second
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.done = make(chan error, 1)
-	go func() { e.done <- cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("unix", e.Layout.DaemonSocket()); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case err := <-e.done:
-			e.t.Fatalf("banger system run exited early: %v\n%s", err, e.Log)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("daemons did not come up in 30s\n%s", e.Log)
-		}
-	}
+	e.StartWith(f.env()...)
 }
 
 // records are the fake's lines for VM id from line from on, with the env's

@@ -155,13 +155,19 @@ func (e *Env) env() []string {
 // daemons answer.
 func (e *Env) Start() {
 	e.t.Helper()
+	e.StartWith()
+}
+
+// StartWith is Start with extra environment for both daemons.
+func (e *Env) StartWith(extraEnv ...string) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	// The helper stays in the host namespace (the first image build
 	// downloads Debian packages) and makes the network in e.NS, where
 	// bangerd and its VMs run.
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "banger"), "system", "run", "--owner", ownerName, "--bin-dir", binDir, "--netns", e.NS)
-	cmd.Env = e.env()
+	cmd.Env = append(e.env(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = e.Log, e.Log
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second
