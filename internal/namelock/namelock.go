@@ -1,4 +1,5 @@
-// Package namelock is a set of per-name locks whose waits end when the
+// Package namelock is per-name locks, in process (Set) and across processes
+// (LockFile, an flock), whose waits end when the
 // caller's context does: a pull, import or VM verb on one name waits for
 // another on the same name, never for one on a different name.
 package namelock

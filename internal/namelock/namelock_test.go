@@ -51,3 +51,23 @@ func TestWaitEndsWithContext(t *testing.T) {
 		t.Fatalf("got %v, want the context's error", err)
 	}
 }
+
+func TestLockFileExcludesAndWaits(t *testing.T) {
+	path := t.TempDir() + "/.lock"
+	unlock, err := LockFile(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+	defer cancel()
+	waited := false
+	if _, err := LockFile(ctx, path, func() { waited = true }); !errors.Is(err, context.DeadlineExceeded) || !waited {
+		t.Fatalf("second holder: err %v waited %v, want a wait ended by the context", err, waited)
+	}
+	unlock()
+	u2, err := LockFile(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	u2()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/banger/banger/internal/namelock"
 	"io/fs"
 	"net/http"
 	"os"
@@ -16,7 +17,6 @@ import (
 	"github.com/banger/banger/internal/command"
 	"github.com/banger/banger/internal/image/golden"
 	"github.com/banger/banger/internal/wire"
-	"golang.org/x/sys/unix"
 )
 
 // RouteImageBuild builds the default golden image, streaming progress.
@@ -133,7 +133,7 @@ func (s *Server) BuildImage(ctx context.Context, name string, progress func(stag
 			return ImageBuildResult{}, fmt.Errorf("build image %q: %w", name, err)
 		}
 	}
-	unlock, err := lockFile(ctx, filepath.Join(d.build, "images.lock"), func() {
+	unlock, err := namelock.LockFile(ctx, filepath.Join(d.build, "images.lock"), func() {
 		progress("build image", "waiting for another image build to finish")
 	})
 	if err != nil {
@@ -255,38 +255,6 @@ func chownTree(dir string, uid, gid int) error {
 		return nil
 	})
 	return errors.Join(append(errs, walkErr)...)
-}
-
-// lockFile takes an exclusive flock on path, waiting (and calling onWait
-// once) while another holder has it, until ctx ends. The kernel drops the
-// lock when the process dies, so a killed helper never blocks the next
-// build.
-func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	waited := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !waited && onWait != nil {
-			onWait()
-			waited = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // BuildImage asks the helper to build the golden image name, passing its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/banger/banger/internal/namelock"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -96,7 +97,7 @@ func TestBuildImageAfterWait(t *testing.T) {
 	if err := os.MkdirAll(build, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockFile(t.Context(), filepath.Join(build, "images.lock"), nil)
+	unlock, err := namelock.LockFile(t.Context(), filepath.Join(build, "images.lock"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,18 +242,18 @@ func TestChownTree(t *testing.T) {
 
 func TestLockFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "lock")
-	unlock, err := lockFile(t.Context(), p, nil)
+	unlock, err := namelock.LockFile(t.Context(), p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waited := 0
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := lockFile(ctx, p, func() { waited++ }); !errors.Is(err, context.DeadlineExceeded) || waited != 1 {
+	if _, err := namelock.LockFile(ctx, p, func() { waited++ }); !errors.Is(err, context.DeadlineExceeded) || waited != 1 {
 		t.Errorf("second lock: %v, waited %d times", err, waited)
 	}
 	unlock()
-	unlock2, err := lockFile(t.Context(), p, nil)
+	unlock2, err := namelock.LockFile(t.Context(), p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
